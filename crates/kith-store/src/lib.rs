@@ -1,0 +1,1 @@
+//! Kith local storage: contacts, chat history, settings. Filled in by its own issue.

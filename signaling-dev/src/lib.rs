@@ -1,0 +1,15 @@
+//! `signaling-dev`: Kith's bundled signaling server, speaking protocol v1
+//! (`shared/protocol.md`) over WebSocket, with `/healthz`, `/metrics` and a
+//! browser page on the same port. Start one in-process with [`Server::start`].
+
+mod config;
+mod connection;
+mod http;
+mod hub;
+mod metrics;
+mod rate;
+mod server;
+
+pub use config::ServerConfig;
+pub use metrics::Metrics;
+pub use server::{Server, ServerError};
