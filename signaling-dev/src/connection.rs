@@ -3,14 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::TokioIo;
 use kith_proto::{
     ClientMessage, ErrorCode, ParseError, Request, RequestId, ServerMessage, SessionId,
     parse_client_message,
 };
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::Instrument as _;
 
 use crate::hub::{Outbound, SessionKey};
@@ -26,6 +30,14 @@ const CLOSE_POLICY: u16 = 1008;
 /// Close code when the server shuts down (RFC 6455 "going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// A connection after the HTTP upgrade.
+pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// How long a closing connection keeps reading what the client already sent.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes a closing connection reads and discards.
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// Why a connection ended, for the log.
 #[derive(Debug)]
 enum End {
@@ -37,18 +49,30 @@ enum End {
     SocketError,
 }
 
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
+pub(crate) async fn run(mut socket: Socket, shared: Arc<Shared>) {
     let key = shared.next_key();
     shared.metrics.connection_opened();
     let span = tracing::info_span!("session", key, session = tracing::field::Empty);
-    let end = serve(socket, &shared, key).instrument(span.clone()).await;
+    let end = serve(&mut socket, &shared, key)
+        .instrument(span.clone())
+        .await;
     span.in_scope(|| tracing::debug!(?end, "connection ended"));
-    shared.metrics.connection_closed();
     let _ = shared.hub.send(HubInput::Disconnect { key }).await;
+    match end {
+        // The client may still be sending: read that before closing, after
+        // the others have already been told this session left.
+        End::Refused | End::TooLarge => linger(&mut socket).await,
+        // Flush the reply to the client's close frame.
+        End::ClientClosed => {
+            let _ = socket.flush().await;
+        }
+        End::Silent | End::Dropped | End::SocketError => {}
+    }
+    shared.metrics.connection_closed();
 }
 
-async fn serve(mut socket: WebSocket, shared: &Shared, key: SessionKey) -> End {
-    let outbox = match await_hello(&mut socket, shared, key).await {
+async fn serve(socket: &mut Socket, shared: &Shared, key: SessionKey) -> End {
+    let outbox = match await_hello(socket, shared, key).await {
         Ok(outbox) => outbox,
         Err(end) => return end,
     };
@@ -58,20 +82,20 @@ async fn serve(mut socket: WebSocket, shared: &Shared, key: SessionKey) -> End {
 /// Waits for the first frame, which must be a valid `hello` (with the right
 /// token when the server has one); registers the session with the hub.
 async fn await_hello(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     shared: &Shared,
     key: SessionKey,
 ) -> Result<mpsc::Receiver<Outbound>, End> {
     let deadline = Instant::now() + shared.config.dead_after;
     loop {
-        let frame = match tokio::time::timeout_at(deadline, socket.recv()).await {
+        let frame = match tokio::time::timeout_at(deadline, socket.next()).await {
             Err(_) => return Err(End::Silent),
             Ok(None) => return Err(End::ClientClosed),
             Ok(Some(Err(err))) => return Err(read_failed(socket, shared, err).await),
             Ok(Some(Ok(frame))) => frame,
         };
         let text = match frame {
-            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(_) => return Err(End::ClientClosed),
             Message::Binary(_) => {
                 refuse(
@@ -157,7 +181,7 @@ async fn await_hello(
 
 /// Relays frames both ways until the connection ends.
 async fn exchange(
-    mut socket: WebSocket,
+    socket: &mut Socket,
     shared: &Shared,
     key: SessionKey,
     mut outbox: mpsc::Receiver<Outbound>,
@@ -180,7 +204,7 @@ async fn exchange(
                     }
                 }
                 Some(Outbound::Close { code, reason }) => {
-                    close(&mut socket, code, reason).await;
+                    close(socket, code, reason).await;
                     return End::Dropped;
                 }
                 None => {
@@ -191,20 +215,20 @@ async fn exchange(
                     } else {
                         (CLOSE_POLICY, "too slow reading messages")
                     };
-                    close(&mut socket, code, reason).await;
+                    close(socket, code, reason).await;
                     return End::Dropped;
                 }
             },
-            frame = socket.recv() => {
+            frame = socket.next() => {
                 let frame = match frame {
                     None => return End::ClientClosed,
-                    Some(Err(err)) => return read_failed(&mut socket, shared, err).await,
+                    Some(Err(err)) => return read_failed(socket, shared, err).await,
                     Some(Ok(frame)) => frame,
                 };
                 let now = Instant::now();
                 last_heard = now;
                 let payload = match frame {
-                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                     Message::Close(_) => return End::ClientClosed,
                     Message::Binary(_) => None,
                     Message::Text(text) => Some(text),
@@ -213,7 +237,7 @@ async fn exchange(
                 if !bucket.try_take(now) {
                     if !told_rate_limited {
                         told_rate_limited = true;
-                        let sent = send_error(&mut socket, shared, ErrorCode::RateLimited,
+                        let sent = send_error(socket, shared, ErrorCode::RateLimited,
                             "too many messages; slow down (this one was dropped)", None).await;
                         if sent.is_err() {
                             return End::SocketError;
@@ -237,7 +261,7 @@ async fn exchange(
                     }
                     Err(err) => {
                         let re = err.request_id().cloned();
-                        if send_error(&mut socket, shared, err.code(), &err.to_string(), re).await.is_err() {
+                        if send_error(socket, shared, err.code(), &err.to_string(), re).await.is_err() {
                             return End::SocketError;
                         }
                     }
@@ -258,12 +282,8 @@ async fn exchange(
 
 /// A read error: an oversized frame gets `too_large` and close 1009; anything
 /// else means the socket is gone.
-async fn read_failed(socket: &mut WebSocket, shared: &Shared, err: axum::Error) -> End {
-    let inner = err.into_inner();
-    let too_large = matches!(
-        inner.downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    );
+async fn read_failed(socket: &mut Socket, shared: &Shared, err: tungstenite::Error) -> End {
+    let too_large = matches!(err, tungstenite::Error::Capacity(_));
     if too_large {
         let message = format!(
             "frames are limited to {} bytes",
@@ -273,17 +293,17 @@ async fn read_failed(socket: &mut WebSocket, shared: &Shared, err: axum::Error) 
         close(socket, CLOSE_TOO_BIG, "frame too large").await;
         return End::TooLarge;
     }
-    tracing::debug!("read failed: {inner}");
+    tracing::debug!("read failed: {err}");
     End::SocketError
 }
 
-fn socket_error(err: &axum::Error) -> End {
+fn socket_error(err: &tungstenite::Error) -> End {
     tracing::debug!("write failed: {err}");
     End::SocketError
 }
 
 async fn refuse(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     shared: &Shared,
     code: ErrorCode,
     message: &str,
@@ -294,23 +314,41 @@ async fn refuse(
 }
 
 async fn send_error(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     shared: &Shared,
     code: ErrorCode,
     message: &str,
     re: Option<RequestId>,
-) -> Result<(), axum::Error> {
+) -> Result<(), tungstenite::Error> {
     shared.metrics.error(code);
     let text = ServerMessage::error(code, message, re).to_json();
     socket.send(Message::Text(Utf8Bytes::from(text))).await
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+async fn close(socket: &mut Socket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
-        code,
+        code: code.into(),
         reason: Utf8Bytes::from_static(reason),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// After a close frame: reads and discards what the client had already sent,
+/// until it closes too. Closing a TCP socket with unread input makes the
+/// kernel reset the connection, and a reset destroys the replies still in
+/// flight to the client, such as the `too_large` error just sent.
+async fn linger(socket: &mut Socket) {
+    let stream = socket.get_mut();
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut buffer = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => discarded += read,
+            _ => break,
+        }
+    }
 }
 
 /// Whether a frame that failed to parse at least says it is a hello, so the

@@ -3,11 +3,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::http::header;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::server::Shared;
 
@@ -24,13 +28,72 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn upgrade(upgrade: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
-    upgrade
-        .max_message_size(kith_proto::MAX_FRAME_BYTES)
-        .max_frame_size(kith_proto::MAX_FRAME_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| crate::connection::run(socket, shared))
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The WebSocket handshake (RFC 6455 §4.2), done here rather than by axum's
+/// `ws` extractor so the connection keeps access to its raw stream: after
+/// refusing an oversized frame the server must drain what the client already
+/// sent, or closing resets the connection and the error reply is lost.
+async fn upgrade(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let is_websocket = has_token(headers, header::CONNECTION, "upgrade")
+        && has_token(headers, header::UPGRADE, "websocket")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>();
+    let (Some(key), Some(on_upgrade), true) = (key, on_upgrade, is_websocket) else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "this endpoint speaks WebSocket (Kith signaling protocol v1)",
+        )
+            .into_response();
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER_BYTES)
+                    .write_buffer_size(0)
+                    .max_message_size(Some(kith_proto::MAX_FRAME_BYTES))
+                    .max_frame_size(Some(kith_proto::MAX_FRAME_BYTES));
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                crate::connection::run(socket, shared).await;
+            }
+            Err(err) => tracing::debug!("WebSocket upgrade failed: {err}"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(accept) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use axum::extract::ws::Utf8Bytes;
 use kith_proto::{
     ClientMessage, DisplayName, ErrorCode, IceServer, InviteAnswer, MediaKind, OnlineUser,
     PROTOCOL_VERSION, PeerInfo, Request, RequestId, RoomId, ServerMessage, SessionId, UserId,
 };
 use serde_json::{Map, Value};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 

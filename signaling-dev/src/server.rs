@@ -15,6 +15,9 @@ use crate::config::ServerConfig;
 use crate::hub::{Hub, HubConfig, Outbound, SessionKey};
 use crate::metrics::Metrics;
 
+/// Longest wait for connections to finish closing at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -55,6 +58,9 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub hub: mpsc::Sender<HubInput>,
     next_key: AtomicU64,
+    /// Never sent on: when every clone of `Shared` is gone, every connection
+    /// task has finished, and shutdown can return.
+    _alive: mpsc::Sender<()>,
 }
 
 impl Shared {
@@ -102,11 +108,13 @@ impl Server {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (hub_stop_tx, hub_stop_rx) = oneshot::channel::<()>();
         let hub_task = tokio::spawn(run_hub(hub, hub_rx, hub_stop_rx, metrics.clone()));
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let shared = Arc::new(Shared {
             config,
             metrics: metrics.clone(),
             hub: hub_tx,
             next_key: AtomicU64::new(1),
+            _alive: alive_tx,
         });
         let router = crate::http::router(shared);
         let task = tokio::spawn(async move {
@@ -119,6 +127,9 @@ impl Server {
                 })
                 .await;
             let _ = hub_task.await;
+            // Let the connections send their close frames before returning,
+            // so a process that exits right after shutdown loses none.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
             served
         });
         tracing::info!(%local_addr, "signaling server listening");

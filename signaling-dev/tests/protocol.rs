@@ -2,6 +2,7 @@
 //! loopback, with real WebSocket clients.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/client.rs"]
 mod common;
 
 use std::time::Duration;
@@ -526,4 +527,30 @@ async fn shutdown_closes_every_session_with_1001() {
     let stopping = tokio::spawn(server.shutdown());
     assert_eq!(a.expect_close().await, Closed::Code(1001));
     stopping.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_server_pings_at_its_interval() {
+    use futures_util::StreamExt;
+    let server = start(ServerConfig {
+        ping_interval: Duration::from_millis(100),
+        dead_after: Duration::from_secs(5),
+        ..test_config()
+    })
+    .await;
+    let mut a = Client::hello(&server.ws_url(), "a").await;
+    let started = tokio::time::Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        let frame = tokio::time::timeout(PATIENCE, a.ws.next()).await.unwrap();
+        if matches!(frame, Some(Ok(Message::Ping(_)))) {
+            pings += 1;
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "pings came too fast"
+    );
+    // Reading answers the pings, so the session outlives several intervals.
+    a.join("still-here").await;
 }
