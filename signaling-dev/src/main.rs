@@ -85,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
         rate_burst: args.rate_burst,
         ..ServerConfig::default()
     };
+    // Watch for signals before saying we are ready, so a stop request that
+    // follows the ready line at once is never missed.
+    let stop = stop_signal()?;
     let server = Server::start(config).await?;
     let addr = server.local_addr();
     let ready = serde_json::json!({"listening": addr.to_string(), "ws": server.ws_url()});
@@ -92,18 +95,22 @@ async fn main() -> anyhow::Result<()> {
     {
         println!("{ready}");
     }
-    wait_for_stop_signal().await?;
+    stop.await?;
     tracing::info!("shutting down");
     server.shutdown().await?;
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Resolves on SIGINT or SIGTERM; both are watched from the moment this returns.
+fn stop_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot watch for SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }
