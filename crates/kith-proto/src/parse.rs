@@ -19,8 +19,8 @@ pub struct Request {
 
 /// Parses a client-to-server frame.
 pub fn parse_client_message(text: &str) -> Result<Request, ParseError> {
-    let (object, id, _kind) = split_envelope(text, ClientMessage::TYPES)?;
-    let keep_raw = matches!(_kind.as_str(), "offer" | "answer" | "candidate");
+    let Envelope { object, id, kind } = split_envelope(text, ClientMessage::TYPES)?;
+    let keep_raw = matches!(kind.as_str(), "offer" | "answer" | "candidate");
     let raw = keep_raw.then(|| object.clone());
     let message = typed::<ClientMessage>(object, &id)?;
     Ok(Request {
@@ -32,8 +32,8 @@ pub fn parse_client_message(text: &str) -> Result<Request, ParseError> {
 
 /// Parses a server-to-client frame.
 pub fn parse_server_message(text: &str) -> Result<ServerMessage, ParseError> {
-    let (object, id, _kind) = split_envelope(text, ServerMessage::TYPES)?;
-    typed::<ServerMessage>(object, &id)
+    let envelope = split_envelope(text, ServerMessage::TYPES)?;
+    typed::<ServerMessage>(envelope.object, &envelope.id)
 }
 
 fn typed<T: DeserializeOwned>(
@@ -46,12 +46,16 @@ fn typed<T: DeserializeOwned>(
     })
 }
 
+/// A frame's JSON object with the fields every message shares taken out.
+struct Envelope {
+    object: Map<String, Value>,
+    id: Option<RequestId>,
+    kind: String,
+}
+
 /// Checks the parts every message shares: a JSON object, a string `type` that
 /// this side knows, and a well-formed `id` when there is one.
-fn split_envelope(
-    text: &str,
-    known: &[&str],
-) -> Result<(Map<String, Value>, Option<RequestId>, String), ParseError> {
+fn split_envelope(text: &str, known: &[&str]) -> Result<Envelope, ParseError> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(ParseError::Malformed {
             reason: format!("frame is over {MAX_FRAME_BYTES} bytes"),
@@ -103,5 +107,5 @@ fn split_envelope(
     if !known.contains(&kind.as_str()) {
         return Err(ParseError::UnknownType { kind, id });
     }
-    Ok((object, id, kind))
+    Ok(Envelope { object, id, kind })
 }

@@ -1,0 +1,89 @@
+//! The Debian packages the build, the app and the tests need, installed when
+//! missing (as root, or through sudo).
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// Why packages are wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Test,
+}
+
+/// Needed to build the workspace.
+const BUILD: &[&str] = &["build-essential", "pkg-config"];
+/// Needed only by tests and benchmarks: a real TURN server.
+const TEST: &[&str] = &["coturn"];
+
+fn wanted(purpose: Purpose) -> Vec<&'static str> {
+    let mut packages = BUILD.to_vec();
+    if purpose == Purpose::Test {
+        packages.extend_from_slice(TEST);
+    }
+    packages
+}
+
+fn is_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", package])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.starts_with(b"ii"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Installs whichever wanted packages are missing; does nothing when all are there.
+pub fn ensure(purpose: Purpose) -> anyhow::Result<()> {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!(
+            "==> not a Debian-like system: install by hand the equivalents of {}",
+            wanted(purpose).join(" ")
+        );
+        return Ok(());
+    }
+    let missing: Vec<&str> = wanted(purpose)
+        .into_iter()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("==> installing system packages: {}", missing.join(" "));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            command.arg("apt-get");
+        }
+        command
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        let status = command.status().context("cannot run apt-get")?;
+        if !status.success() {
+            bail!(
+                "apt-get {} failed ({status}); install by hand: apt-get install {}",
+                args.join(" "),
+                missing.join(" ")
+            );
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(missing.iter().copied());
+    apt(&install)
+}
