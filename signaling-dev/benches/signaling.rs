@@ -113,8 +113,10 @@ async fn hello(url: &str, user: &str) -> (Ws, String) {
 /// Two sessions in their own room, each knowing the other's session id.
 async fn pair(url: &str, index: usize) -> [(Ws, String, String); 2] {
     let room = format!("pair{index}");
-    let (mut a, a_id) = hello(url, &format!("a{index}")).await;
-    let (mut b, b_id) = hello(url, &format!("b{index}")).await;
+    // Two users with many sessions each: presence is sent only for their first
+    // sessions, so what is measured is the relay, not presence fan-out.
+    let (mut a, a_id) = hello(url, "bench-a").await;
+    let (mut b, b_id) = hello(url, "bench-b").await;
     for ws in [&mut a, &mut b] {
         ws.send(Message::Text(
             json!({"type":"join","room":room}).to_string().into(),
@@ -274,12 +276,23 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `cargo bench --bench signaling -- idle latency` runs only those phases.
+    let phases: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
     runtime.block_on(async {
         let mut rows: Vec<(String, String)> = Vec::new();
 
         let server = ServerProcess::start();
         let baseline = server.rss_bytes();
-        for (sessions, rounds) in [(100, 400), (1000, 40)] {
+        let throughput_runs: &[(usize, usize)] = if wants("throughput") {
+            &[(100, 400), (1000, 40)]
+        } else {
+            &[]
+        };
+        for &(sessions, rounds) in throughput_runs {
             let rate = throughput(&server.url, sessions, rounds, 32).await;
             rows.push((
                 format!("relayed messages/s, {sessions} active sessions in pairs"),
@@ -288,6 +301,7 @@ fn main() {
         }
         drop(server);
 
+        if wants("latency") {
         let server = ServerProcess::start();
         let (p50, p99) =
             latency(&server.url, 1000, Duration::from_millis(100), Duration::from_secs(5)).await;
@@ -296,7 +310,9 @@ fn main() {
             format!("{p50:.2} ms / {p99:.2} ms"),
         ));
         drop(server);
+        }
 
+        if wants("idle") {
         let server = ServerProcess::start();
         let (idle, took) = connect_idle(&server.url, 10_000, 100).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -316,7 +332,9 @@ fn main() {
         ));
         drop(idle);
         drop(server);
+        }
 
+        if wants("presence") {
         let server = ServerProcess::start();
         let (distinct, took) = connect_idle(&server.url, 1_000, 1_000).await;
         rows.push((
@@ -325,6 +343,7 @@ fn main() {
         ));
         drop(distinct);
         drop(server);
+        }
 
         println!();
         println!("signaling-dev (release), server in its own process, load from this one, loopback, 2 cores shared");

@@ -341,7 +341,8 @@ async fn linger(socket: &mut Socket) {
     let stream = socket.get_mut();
     let _ = stream.shutdown().await;
     let deadline = Instant::now() + LINGER;
-    let mut buffer = [0u8; 4096];
+    // On the heap: an array here would sit in every idle connection's future.
+    let mut buffer = vec![0u8; 4096];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {

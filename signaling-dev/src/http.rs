@@ -17,7 +17,7 @@ use crate::server::Shared;
 
 /// Read buffer per connection. Signaling frames are small, and 10,000 idle
 /// sessions must fit in little memory; larger frames still arrive, in pieces.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
