@@ -554,3 +554,53 @@ async fn the_server_pings_at_its_interval() {
     // Reading answers the pings, so the session outlives several intervals.
     a.join("still-here").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stops_reading_is_dropped_not_buffered() {
+    let server = start(ServerConfig {
+        outbound_queue: 16,
+        rate_per_second: 1e9,
+        rate_burst: 1e9,
+        ..test_config()
+    })
+    .await;
+    let url = server.ws_url();
+    let mut sender = Client::hello(&url, "sender").await;
+    let mut stuck = Client::hello(&url, "stuck").await;
+    sender.recv_type("presence").await;
+    sender.join("r").await;
+    stuck.join("r").await;
+    sender.recv_type("peer_joined").await;
+    let stuck_session = stuck.session.clone();
+    // `stuck` reads nothing more. Send until the kernel's socket buffers and
+    // the server's 16-frame queue for it are full and the server gives up.
+    let sdp = "a".repeat(16 * 1024);
+    let mut dropped = false;
+    for _ in 0..4_000 {
+        sender
+            .send(json!({"type":"offer","room":"r","to":stuck_session,"sdp":sdp}))
+            .await;
+        if server
+            .metrics()
+            .render()
+            .contains("kith_signaling_slow_sessions_dropped_total 1")
+        {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "64 MB later the stuck session was still queued for"
+    );
+    let left = loop {
+        let message = sender.recv().await;
+        if message["type"] == "peer_left" {
+            break message;
+        }
+        // Offers sent after the drop are refused: the peer is gone.
+        assert_eq!(message["code"], "no_such_peer", "{message}");
+    };
+    assert_eq!(left["session"], stuck_session.as_str());
+    drop(stuck);
+}
