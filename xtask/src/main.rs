@@ -101,6 +101,12 @@ fn test(install: bool) -> anyhow::Result<()> {
         ]),
     )?;
     if has_nextest() {
+        // Doc tests first: nextest does not run them, and its summary should
+        // be the run's last word.
+        step(
+            "doc tests",
+            cargo().args(["test", "--workspace", "--locked", "--doc"]),
+        )?;
         step(
             "cargo nextest run",
             cargo().args([
@@ -110,10 +116,6 @@ fn test(install: bool) -> anyhow::Result<()> {
                 "--locked",
                 "--no-fail-fast",
             ]),
-        )?;
-        step(
-            "doc tests",
-            cargo().args(["test", "--workspace", "--locked", "--doc"]),
         )?;
     } else {
         step(
