@@ -12,10 +12,25 @@ pub enum Purpose {
     Test,
 }
 
-/// Needed to build the workspace.
-const BUILD: &[&str] = &["build-essential", "pkg-config"];
-/// Needed only by tests and benchmarks: a real TURN server.
-const TEST: &[&str] = &["coturn"];
+/// Needed to build the workspace: compilers and the C libraries the codec,
+/// audio-processing and device crates link (see shared/stack.md).
+const BUILD: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "clang",
+    "libclang-dev",
+    "cmake",
+    "nasm",
+    "libvpx-dev",
+    "libdav1d-dev",
+    "libaom-dev",
+    "libopus-dev",
+    "libwebrtc-audio-processing-dev",
+    "libasound2-dev",
+];
+/// Needed only by tests and benchmarks: a real TURN server, and PulseAudio
+/// for audio devices (null sinks) on machines without sound hardware.
+const TEST: &[&str] = &["coturn", "pulseaudio", "pulseaudio-utils"];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {
     let mut packages = BUILD.to_vec();

@@ -1,1 +1,9 @@
-//! Capture, audio processing and codecs for Kith; knows no network. Filled in by its own issue.
+//! Kith's media engine: sources and sinks, audio processing and codecs,
+//! turning a camera and a microphone into encoded frames and back. It knows
+//! no network; the call engine moves what it produces.
+
+pub mod codec;
+pub mod frame;
+pub mod video;
+
+pub use frame::{AudioFrame, Channels, VideoFrame};
