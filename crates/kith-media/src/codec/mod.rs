@@ -1,5 +1,11 @@
 //! One interface for every codec, so the call engine can pick any of them.
 
+pub mod av1;
+pub mod g711;
+pub mod opus;
+mod planes;
+pub mod vpx;
+
 use bytes::Bytes;
 
 use crate::frame::{AudioFrame, VideoFrame};

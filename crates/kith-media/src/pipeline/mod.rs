@@ -1,0 +1,3 @@
+//! Running codecs on their own threads.
+
+pub mod encoder_thread;
