@@ -169,7 +169,20 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                     "signaling",
                 ]),
             )?,
-            "media" | "call" => {
+            "media" => step(
+                "media benchmark",
+                cargo().args([
+                    "bench",
+                    "--locked",
+                    "-p",
+                    "kith-media",
+                    "--bench",
+                    "media",
+                    "--bench",
+                    "audio",
+                ]),
+            )?,
+            "call" => {
                 eprintln!("==> {name} benchmark: not written yet (its issue brings it)");
             }
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),
