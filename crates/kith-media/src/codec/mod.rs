@@ -137,3 +137,22 @@ pub fn rtp_timestamp(capture_us: u64) -> u32 {
     // Wraps by design: RTP timestamps are modulo 2^32.
     (capture_us.wrapping_mul(u64::from(VIDEO_CLOCK_RATE)) / 1_000_000) as u32
 }
+
+/// Encoders take frames of their configured size only; the encoder thread
+/// scales before encoding, so a mismatch here is a caller's mistake.
+pub(crate) fn check_frame_size(
+    codec: &'static str,
+    frame: &VideoFrame,
+    config: &VideoEncoderConfig,
+) -> Result<(), CodecError> {
+    if (frame.width, frame.height) == (config.width, config.height) {
+        return Ok(());
+    }
+    Err(CodecError::Encode {
+        codec,
+        reason: format!(
+            "frame is {}x{} but the encoder is set to {}x{}; call set_resolution first",
+            frame.width, frame.height, config.width, config.height
+        ),
+    })
+}

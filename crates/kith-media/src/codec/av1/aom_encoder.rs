@@ -11,7 +11,8 @@ use aom_sys as ffi;
 use bytes::Bytes;
 
 use crate::codec::{
-    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, rtp_timestamp,
+    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, check_frame_size,
+    rtp_timestamp,
 };
 use crate::frame::VideoFrame;
 
@@ -228,12 +229,7 @@ impl VideoEncoder for AomEncoder {
             codec: NAME,
             reason,
         };
-        if (frame.width, frame.height) != (self.config.width, self.config.height) {
-            return Err(encode_error(format!(
-                "frame is {}x{}, encoder is set to {}x{}",
-                frame.width, frame.height, self.config.width, self.config.height
-            )));
-        }
+        check_frame_size(NAME, frame, &self.config)?;
         let (cw, _) = VideoFrame::chroma_size(frame.width, frame.height);
         let mut image = MaybeUninit::<ffi::aom_image_t>::zeroed();
         // SAFETY: wraps (does not copy or free) our buffer; libaom only reads it.

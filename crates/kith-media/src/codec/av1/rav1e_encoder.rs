@@ -10,7 +10,8 @@ use rav1e::prelude::{
 
 use crate::codec::av1::obu;
 use crate::codec::{
-    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, rtp_timestamp,
+    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, check_frame_size,
+    rtp_timestamp,
 };
 use crate::frame::VideoFrame;
 
@@ -135,12 +136,7 @@ impl VideoEncoder for Rav1eEncoder {
             codec: NAME,
             reason,
         };
-        if (frame.width, frame.height) != (self.config.width, self.config.height) {
-            return Err(encode_error(format!(
-                "frame is {}x{}, encoder is set to {}x{}",
-                frame.width, frame.height, self.config.width, self.config.height
-            )));
-        }
+        check_frame_size(NAME, frame, &self.config)?;
         let mut input = self.context.new_frame();
         let (cw, _) = VideoFrame::chroma_size(frame.width, frame.height);
         let sources = [

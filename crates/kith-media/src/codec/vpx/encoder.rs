@@ -4,7 +4,8 @@ use vpx_sys as sys;
 
 use super::ffi::{Encoder, EncoderConfig, Image, VpxCodec, VpxError};
 use crate::codec::{
-    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, rtp_timestamp,
+    CodecError, EncodedVideoFrame, VideoCodec, VideoEncoder, VideoEncoderConfig, check_frame_size,
+    rtp_timestamp,
 };
 use crate::frame::VideoFrame;
 
@@ -348,12 +349,7 @@ impl VideoEncoder for VpxEncoder {
         frame: &VideoFrame,
         force_keyframe: bool,
     ) -> Result<Vec<EncodedVideoFrame>, CodecError> {
-        if (frame.width, frame.height) != (self.config.width, self.config.height) {
-            return Err(self.encode_error(format!(
-                "frame is {}x{} but the encoder is set to {}x{}; call set_resolution first",
-                frame.width, frame.height, self.config.width, self.config.height
-            )));
-        }
+        check_frame_size(self.codec.name(), frame, &self.config)?;
         self.image
             .copy_from(frame)
             .map_err(|e| self.encode_error(e.to_string()))?;
