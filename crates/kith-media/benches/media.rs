@@ -72,8 +72,13 @@ fn measure(
             let picture = decoder.decode(&packet.data, packet.capture_us).unwrap();
             decode_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             if let Some(picture) = picture {
-                psnr_sum += psnr_y(frame, &picture);
-                decoded += 1;
+                // Match by capture time: encoders with lag (rav1e) emit a
+                // frame several inputs after it went in.
+                let index = (picture.capture_us * u64::from(FPS) / 1_000_000) as usize;
+                if let Some(source) = inputs.get(index) {
+                    psnr_sum += psnr_y(source, &picture);
+                    decoded += 1;
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod audio_io;
+pub mod camera;
 pub mod codec;
 pub mod frame;
 pub mod pipeline;
