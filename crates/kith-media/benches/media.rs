@@ -74,7 +74,8 @@ fn measure(
             if let Some(picture) = picture {
                 // Match by capture time: encoders with lag (rav1e) emit a
                 // frame several inputs after it went in.
-                let index = (picture.capture_us * u64::from(FPS) / 1_000_000) as usize;
+                // Rounded: capture times are whole microseconds of 1/30 s steps.
+                let index = ((picture.capture_us * u64::from(FPS) + 500_000) / 1_000_000) as usize;
                 if let Some(source) = inputs.get(index) {
                     psnr_sum += psnr_y(source, &picture);
                     decoded += 1;

@@ -79,7 +79,9 @@ pub fn run(
             if encoded.keyframe {
                 // Which source frame this is, by its capture time (encoders
                 // with lag emit it later than it went in).
-                let source = (encoded.capture_us - START_US) * u64::from(FPS) / 1_000_000;
+                // Rounded: capture times are whole microseconds of 1/30 s steps.
+                let source =
+                    ((encoded.capture_us - START_US) * u64::from(FPS) + 500_000) / 1_000_000;
                 result.keyframes_at.push(source as usize);
             }
             if let Some(picture) = decoder.decode(&encoded.data, encoded.capture_us).unwrap() {
