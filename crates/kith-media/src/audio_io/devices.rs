@@ -5,8 +5,9 @@ use cpal::{SupportedStreamConfig, SupportedStreamConfigRange};
 
 use super::DeviceChoice;
 use super::error::{AudioIoError, Direction};
-use super::format::LISTED_RATES;
+use super::format::{LISTED_RATES, StreamOptions, StreamPlan, plan};
 use super::matching::{DeviceLabel, resolve};
+use crate::frame::Channels;
 
 /// One audio device as shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,4 +169,28 @@ pub(crate) fn choose(
     let index = resolve(choice, &labels, direction)?;
     let device = devices.swap_remove(index);
     Ok((device, labels[index].name.clone()))
+}
+
+/// Picks the device `choice` names and the stream format to open it with.
+pub(crate) fn open_plan(
+    choice: &DeviceChoice,
+    direction: Direction,
+    channels: Channels,
+    options: &StreamOptions,
+    period_ms: u32,
+) -> Result<(cpal::Device, String, StreamPlan), AudioIoError> {
+    let (device, device_name) = choose(choice, direction)?;
+    let formats = formats(&device, &device_name, direction)?;
+    let plan = plan(
+        &formats.ranges,
+        formats.default.as_ref(),
+        channels.count() as u16,
+        options.format,
+        period_ms,
+    )
+    .ok_or_else(|| AudioIoError::UnsupportedFormat {
+        device: device_name.clone(),
+        reason: "it offers no sample format this app can convert".to_owned(),
+    })?;
+    Ok((device, device_name, plan))
 }

@@ -9,7 +9,7 @@ use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 
 use super::error::{AudioIoError, Direction};
-use super::format::{StreamFormat, StreamOptions, StreamPlan, plan};
+use super::format::{StreamFormat, StreamOptions, StreamPlan};
 use super::pipeline::CapturePath;
 use super::shared::StreamShared;
 use super::watch::{PresenceWatch, watch};
@@ -74,20 +74,8 @@ impl Microphone {
         options: &StreamOptions,
     ) -> Result<Self, AudioIoError> {
         let direction = Direction::Input;
-        let (device, device_name) = devices::choose(choice, direction)?;
-        let formats = devices::formats(&device, &device_name, direction)?;
-        let wanted = channels.count() as u16;
-        let plan = plan(
-            &formats.ranges,
-            formats.default.as_ref(),
-            wanted,
-            options.format,
-            PERIOD_MS,
-        )
-        .ok_or_else(|| AudioIoError::UnsupportedFormat {
-            device: device_name.clone(),
-            reason: "it offers no sample format this app can convert".to_owned(),
-        })?;
+        let (device, device_name, plan) =
+            devices::open_plan(choice, direction, channels, options, PERIOD_MS)?;
         let device_channels = usize::from(plan.channels);
         let path = CapturePath::new(device_channels, plan.rate, channels).map_err(|reason| {
             AudioIoError::UnsupportedFormat {

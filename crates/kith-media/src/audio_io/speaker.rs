@@ -10,7 +10,7 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use super::error::{AudioIoError, Direction};
-use super::format::{StreamFormat, StreamOptions, StreamPlan, plan};
+use super::format::{StreamFormat, StreamOptions, StreamPlan};
 use super::microphone::{SCRATCH_MS, samples_for};
 use super::pipeline::{CapturePath, PlaybackPath};
 use super::shared::StreamShared;
@@ -71,20 +71,8 @@ impl Speaker {
         options: &StreamOptions,
     ) -> Result<Self, AudioIoError> {
         let direction = Direction::Output;
-        let (device, device_name) = devices::choose(choice, direction)?;
-        let formats = devices::formats(&device, &device_name, direction)?;
-        let wanted = channels.count() as u16;
-        let plan = plan(
-            &formats.ranges,
-            formats.default.as_ref(),
-            wanted,
-            options.format,
-            PERIOD_MS,
-        )
-        .ok_or_else(|| AudioIoError::UnsupportedFormat {
-            device: device_name.clone(),
-            reason: "it offers no sample format this app can convert".to_owned(),
-        })?;
+        let (device, device_name, plan) =
+            devices::open_plan(choice, direction, channels, options, PERIOD_MS)?;
         let device_channels = usize::from(plan.channels);
         let unsupported = |reason| AudioIoError::UnsupportedFormat {
             device: device_name.clone(),
