@@ -146,16 +146,16 @@ async fn await_hello(
                 return Err(End::Refused);
             }
         };
-        if let Some(expected) = &shared.config.token {
-            if token.as_deref() != Some(expected.as_str()) {
-                let message = if token.is_some() {
-                    "wrong token"
-                } else {
-                    "this server needs a token in hello"
-                };
-                refuse(socket, shared, ErrorCode::Unauthorized, message, re).await;
-                return Err(End::Refused);
-            }
+        if let Some(expected) = &shared.config.token
+            && token.as_deref() != Some(expected.as_str())
+        {
+            let message = if token.is_some() {
+                "wrong token"
+            } else {
+                "this server needs a token in hello"
+            };
+            refuse(socket, shared, ErrorCode::Unauthorized, message, re).await;
+            return Err(End::Refused);
         }
         let session_id = fresh_session_id();
         tracing::Span::current().record("session", session_id.as_str());

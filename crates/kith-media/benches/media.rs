@@ -1,5 +1,7 @@
 //! `cargo xtask bench media`: encode/decode speed, bitrate and quality of
-//! every video codec at 360p and 720p (2 threads), and audio costs.
+//! every video codec at 360p and 720p (2 threads; OpenH264 one), and audio
+//! costs. `cargo bench -p kith-media --bench media -- H264` runs only the
+//! rows whose name contains `H264`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::Instant;
@@ -7,6 +9,7 @@ use std::time::Instant;
 use kith_media::codec::av1::aom_encoder::{AomEncoder, DEFAULT_CPU_USED};
 use kith_media::codec::av1::dav1d_decoder::Dav1dDecoder;
 use kith_media::codec::av1::rav1e_encoder::Rav1eEncoder;
+use kith_media::codec::h264::{H264Decoder, H264Encoder};
 use kith_media::codec::vpx::{VpxDecoder, VpxEncoder, VpxEncoderOptions};
 use kith_media::codec::{VideoCodec, VideoDecoder, VideoEncoder, VideoEncoderConfig};
 use kith_media::frame::VideoFrame;
@@ -114,40 +117,47 @@ fn config(height: u32) -> VideoEncoderConfig {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; the first other argument filters rows.
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let mut rows = Vec::new();
     for height in [360, 720] {
         for speed in [10u8, 8, 6] {
+            let name = format!("AV1 rav1e speed {speed}");
+            if !wanted(&name) {
+                continue;
+            }
             // rav1e is slow at 720p: fewer frames keep the bench bounded.
             let frames = if height == 720 { 60 } else { 90 };
             let mut encoder = Rav1eEncoder::new(config(height), speed, THREADS).unwrap();
             let mut decoder = Dav1dDecoder::new(THREADS as u32).unwrap();
-            rows.push(measure(
-                &format!("AV1 rav1e speed {speed}"),
-                &mut encoder,
-                &mut decoder,
-                frames,
-            ));
+            rows.push(measure(&name, &mut encoder, &mut decoder, frames));
         }
         for cpu_used in [DEFAULT_CPU_USED, 8] {
+            let name = format!("AV1 libaom rt cpu-used {cpu_used}");
+            if !wanted(&name) {
+                continue;
+            }
             let mut encoder = AomEncoder::new(config(height), cpu_used, THREADS as u32).unwrap();
             let mut decoder = Dav1dDecoder::new(THREADS as u32).unwrap();
-            rows.push(measure(
-                &format!("AV1 libaom rt cpu-used {cpu_used}"),
-                &mut encoder,
-                &mut decoder,
-                300,
-            ));
+            rows.push(measure(&name, &mut encoder, &mut decoder, 300));
         }
         for codec in [VideoCodec::Vp9, VideoCodec::Vp8] {
+            let name = format!("{} libvpx realtime", codec.sdp_name());
+            if !wanted(&name) {
+                continue;
+            }
             let mut encoder =
                 VpxEncoder::new(codec, config(height), VpxEncoderOptions::default()).unwrap();
             let mut decoder = VpxDecoder::new(codec).unwrap();
-            rows.push(measure(
-                &format!("{} libvpx realtime", codec.sdp_name()),
-                &mut encoder,
-                &mut decoder,
-                300,
-            ));
+            rows.push(measure(&name, &mut encoder, &mut decoder, 300));
+        }
+        // OpenH264 runs one thread (what WebRTC picks below 3 cores).
+        let name = "H264 openh264 realtime";
+        if wanted(name) {
+            let mut encoder = H264Encoder::new(config(height)).unwrap();
+            let mut decoder = H264Decoder::new().unwrap();
+            rows.push(measure(name, &mut encoder, &mut decoder, 300));
         }
     }
     println!();

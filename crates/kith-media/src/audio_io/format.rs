@@ -134,15 +134,15 @@ pub(crate) fn plan(
     preference: FormatPreference,
     period_ms: u32,
 ) -> Option<StreamPlan> {
-    if preference == FormatPreference::DeviceNative {
-        if let Some(d) = default.filter(|d| usable_default(d)) {
-            return Some(StreamPlan {
-                channels: d.channels(),
-                rate: d.sample_rate(),
-                format: d.sample_format(),
-                buffer: buffer_for(d.buffer_size(), d.sample_rate(), period_ms),
-            });
-        }
+    if preference == FormatPreference::DeviceNative
+        && let Some(d) = default.filter(|d| usable_default(d))
+    {
+        return Some(StreamPlan {
+            channels: d.channels(),
+            rate: d.sample_rate(),
+            format: d.sample_format(),
+            buffer: buffer_for(d.buffer_size(), d.sample_rate(), period_ms),
+        });
     }
     let best = ranges
         .iter()

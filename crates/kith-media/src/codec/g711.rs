@@ -8,8 +8,10 @@
 //! to 8 kHz needs a real anti-alias filter.
 
 use bytes::Bytes;
-use rubato_016::{
-    Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{
+    Async, FixedAsync, Resampler, SincInterpolationParameters, SincInterpolationType,
+    WindowFunction,
 };
 
 use crate::codec::opus::{append_as, check_frame};
@@ -154,30 +156,29 @@ fn i16_to_f32(s: i16) -> f32 {
     f32::from(s) / 32_768.0
 }
 
-/// One fixed-ratio, mono rubato resampler fed whole chunks.
+/// One fixed-ratio, mono rubato resampler (windowed sinc, fixed input
+/// size) fed whole chunks.
 struct ChunkResampler {
-    inner: SincFixedIn<f32>,
-    input: [Vec<f32>; 1],
-    output: [Vec<f32>; 1],
+    inner: Async<f32>,
+    input: Vec<f32>,
+    output: Vec<f32>,
 }
 
 impl ChunkResampler {
     fn new(ratio: f64, sinc_len: usize, f_cutoff: f32, chunk: usize) -> Result<Self, String> {
-        let params = SincInterpolationParameters {
-            sinc_len,
-            f_cutoff,
+        let params = SincInterpolationParameters::new(sinc_len, WindowFunction::BlackmanHarris2)
+            .f_cutoff(f_cutoff)
             // The ratio is an exact integer, so every output lands on a sinc
             // table entry and nearest-neighbour lookup is exact.
-            interpolation: SincInterpolationType::Nearest,
-            oversampling_factor: 32,
-            window: WindowFunction::BlackmanHarris2,
-        };
-        let inner = SincFixedIn::new(ratio, 1.0, params, chunk, 1).map_err(|e| e.to_string())?;
+            .interpolation(SincInterpolationType::Nearest)
+            .oversampling_factor(32);
+        let inner = Async::new_sinc(ratio, 1.0, &params, chunk, 1, FixedAsync::Input)
+            .map_err(|e| e.to_string())?;
         let out_max = inner.output_frames_max();
         let mut resampler = Self {
             inner,
-            input: [vec![0.0; chunk]],
-            output: [vec![0.0; out_max]],
+            input: vec![0.0; chunk],
+            output: vec![0.0; out_max],
         };
         // rubato trims its filter delay from the first chunks' output, which
         // makes them short. Two chunks of silence settle it at exactly
@@ -193,17 +194,23 @@ impl ChunkResampler {
     /// Resamples `chunk` samples (exactly the configured chunk length),
     /// appending the output to `out`.
     fn process(&mut self, chunk: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
-        self.input[0].clear();
-        self.input[0].extend_from_slice(chunk);
+        self.input.clear();
+        self.input.extend_from_slice(chunk);
         self.process_input(out)
     }
 
     fn process_input(&mut self, out: &mut Vec<f32>) -> Result<(), String> {
+        // One channel: the interleaved layout is the plain sample sequence.
+        let input = InterleavedSlice::new(&self.input[..], 1, self.input.len())
+            .map_err(|e| e.to_string())?;
+        let capacity = self.output.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.output[..], 1, capacity)
+            .map_err(|e| e.to_string())?;
         let (_, produced) = self
             .inner
-            .process_into_buffer(&self.input, &mut self.output, None)
+            .process_into_buffer(&input, &mut output, None)
             .map_err(|e| e.to_string())?;
-        out.extend_from_slice(&self.output[0][..produced]);
+        out.extend_from_slice(&self.output[..produced]);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod av1;
 pub mod g711;
+pub mod h264;
 pub mod opus;
 mod planes;
 pub mod vpx;

@@ -371,7 +371,7 @@ impl AudioDecoder for OpusDecoder {
         duration_ms: u32,
         next: Option<&[u8]>,
     ) -> Result<Vec<AudioFrame>, CodecError> {
-        if duration_ms == 0 || duration_ms % 5 != 0 || duration_ms > MAX_CONCEAL_MS {
+        if duration_ms == 0 || !duration_ms.is_multiple_of(5) || duration_ms > MAX_CONCEAL_MS {
             return Err(CodecError::Unsupported {
                 codec: CODEC,
                 what: format!(

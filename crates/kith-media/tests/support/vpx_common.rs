@@ -63,7 +63,7 @@ impl Scene {
                 let waves = 18.0 * (fx * 0.11).sin() * (fy * 0.07).cos()
                     + 10.0 * (fx * 0.031 + fy * 0.047).sin();
                 let grain = (hash(x as u32, y as u32, 1) % 25) as f32 - 12.0;
-                let patch = if hash(x as u32 / 16, y as u32 / 16, 2) % 4 == 0 {
+                let patch = if hash(x as u32 / 16, y as u32 / 16, 2).is_multiple_of(4) {
                     ((hash(x as u32 / 4, y as u32 / 4, 3) % 61) as f32) - 30.0
                 } else {
                     0.0
