@@ -1,7 +1,37 @@
-//! The headless Kith client. The call engine it drives arrives with its own
-//! issue; until then it says so instead of pretending to call.
+//! kith-cli: the headless Kith client on the same engine as the desktop app.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("kith-cli: calls are not implemented yet; the call engine issue brings them");
-    std::process::ExitCode::from(2)
+mod options;
+mod report;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = options::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kith-cli: cannot start the async runtime: {err}");
+            return ExitCode::from(session::status::FAILED);
+        }
+    };
+    match runtime.block_on(session::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("kith-cli: {err:#}");
+            ExitCode::from(session::status::FAILED)
+        }
+    }
 }

@@ -1,0 +1,401 @@
+//! The receive side of one remote track: RTP in, reassembly and reordering
+//! (webrtc-rs's `SampleBuilder` is the video jitter buffer), decoding on a
+//! thread of its own, and decoded media out to the sinks, with the counters
+//! the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
+//! go on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use kith_media::codec::av1::dav1d_decoder::Dav1dDecoder;
+use kith_media::codec::g711::{G711Decoder, G711Law};
+use kith_media::codec::h264::H264Decoder;
+use kith_media::codec::opus::OpusDecoder;
+use kith_media::codec::vpx::VpxDecoder;
+use kith_media::codec::{AudioCodec, AudioDecoder, VideoCodec, VideoDecoder};
+use kith_media::frame::{AudioFrame, Channels, VideoFrame};
+use kith_media::video::latency_strip;
+use kith_media::video::scale::Scaler;
+use kith_media::video::y4m_file::Y4mSink;
+use rtc::media::io::sample_builder::SampleBuilder;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::av1::Av1Depacketizer;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::codec::vp8::Vp8Packet;
+use rtc::rtp::codec::vp9::Vp9Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::stats::{FreezeDetector, ReceiveCounters};
+
+/// Where decoded video of one peer goes besides the counters.
+#[derive(Debug, Clone, Default)]
+pub struct VideoSinkSettings {
+    /// Record every decoded frame (scaled to the first frame's size).
+    pub record_y4m: Option<PathBuf>,
+    pub fps: u32,
+}
+
+/// Where RTCP that arrives on a remote track goes (webrtc-rs may route
+/// feedback about our own streams here).
+pub type RtcpSink = Arc<dyn Fn(&[Box<dyn rtc::rtcp::Packet>]) + Send + Sync>;
+
+/// A keyframe request is sent at most this often.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
+/// Decoded-but-unconsumed samples before the oldest is dropped.
+const DECODE_QUEUE: usize = 8;
+
+enum DecoderInput {
+    Frame(Bytes),
+    /// Packets were lost before this point: a decoder without the reference
+    /// will fail, and needs a keyframe.
+    Gap,
+}
+
+/// Runs until the track ends: reads RTP, hands whole frames to a decoder
+/// thread, and sends PLI when that thread asks for a keyframe.
+pub async fn receive_video(
+    track: Arc<dyn TrackRemote>,
+    codec: VideoCodec,
+    media_ssrc: u32,
+    counters: Arc<ReceiveCounters>,
+    sink: VideoSinkSettings,
+    rtcp: RtcpSink,
+) {
+    let (frames_tx, frames_rx) = bounded::<DecoderInput>(DECODE_QUEUE);
+    let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
+    let decoder_counters = Arc::clone(&counters);
+    let decoder = std::thread::Builder::new()
+        .name(format!("decode-{}", codec.sdp_name()))
+        .spawn(move || run_video_decoder(codec, frames_rx, pli_tx, decoder_counters, sink));
+    if let Err(err) = decoder {
+        warn!(%err, "cannot start the video decoder thread");
+        return;
+    }
+    match codec {
+        VideoCodec::Av1 => {
+            pump_video(
+                track,
+                Av1Depacketizer::new(),
+                media_ssrc,
+                frames_tx,
+                &mut pli_rx,
+                &counters,
+                &rtcp,
+            )
+            .await
+        }
+        VideoCodec::Vp9 => {
+            pump_video(
+                track,
+                Vp9Packet::default(),
+                media_ssrc,
+                frames_tx,
+                &mut pli_rx,
+                &counters,
+                &rtcp,
+            )
+            .await
+        }
+        VideoCodec::Vp8 => {
+            pump_video(
+                track,
+                Vp8Packet::default(),
+                media_ssrc,
+                frames_tx,
+                &mut pli_rx,
+                &counters,
+                &rtcp,
+            )
+            .await
+        }
+        VideoCodec::H264 => {
+            pump_video(
+                track,
+                H264Packet::default(),
+                media_ssrc,
+                frames_tx,
+                &mut pli_rx,
+                &counters,
+                &rtcp,
+            )
+            .await
+        }
+    }
+}
+
+async fn pump_video<D: Depacketizer>(
+    track: Arc<dyn TrackRemote>,
+    depacketizer: D,
+    media_ssrc: u32,
+    frames: Sender<DecoderInput>,
+    pli: &mut mpsc::UnboundedReceiver<()>,
+    counters: &ReceiveCounters,
+    rtcp: &RtcpSink,
+) {
+    let mut builder = SampleBuilder::new(512, depacketizer, kith_media::codec::VIDEO_CLOCK_RATE)
+        .with_max_time_delay(Duration::from_millis(250));
+    let mut last_pli: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            event = track.poll() => {
+                let Some(event) = event else { break };
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        counters.video_packets.fetch_add(1, Ordering::Relaxed);
+                        counters.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                        let now = Instant::now();
+                        builder.push(now, packet);
+                        while let Some(sample) = builder.pop(now) {
+                            if sample.prev_dropped_packets > 0 {
+                                let _ = frames.try_send(DecoderInput::Gap);
+                            }
+                            if sample.data.is_empty() {
+                                continue;
+                            }
+                            match frames.try_send(DecoderInput::Frame(sample.data)) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(_)) => {
+                                    // The decoder is behind; dropping breaks the
+                                    // reference chain, so ask for a fresh start.
+                                    let _ = frames.try_send(DecoderInput::Gap);
+                                }
+                                Err(TrySendError::Disconnected(_)) => return,
+                            }
+                        }
+                    }
+                    TrackRemoteEvent::OnRtcpPacket(packets) => rtcp(&packets),
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+            request = pli.recv() => {
+                if request.is_none() { break; }
+                let now = Instant::now();
+                if last_pli.is_some_and(|at| now.duration_since(at) < PLI_INTERVAL) {
+                    continue;
+                }
+                last_pli = Some(now);
+                counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                debug!(media_ssrc, "asking the sender for a keyframe");
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                if let Err(err) = track.write_rtcp(vec![Box::new(pli)]).await {
+                    debug!(%err, "cannot send PLI");
+                }
+            }
+        }
+    }
+    debug!("video track ended");
+}
+
+fn make_video_decoder(codec: VideoCodec) -> Result<Box<dyn VideoDecoder>, String> {
+    Ok(match codec {
+        VideoCodec::Av1 => Box::new(Dav1dDecoder::new(1).map_err(|e| e.to_string())?),
+        VideoCodec::Vp8 | VideoCodec::Vp9 => {
+            Box::new(VpxDecoder::new(codec).map_err(|e| e.to_string())?)
+        }
+        VideoCodec::H264 => Box::new(H264Decoder::new().map_err(|e| e.to_string())?),
+    })
+}
+
+fn run_video_decoder(
+    codec: VideoCodec,
+    input: Receiver<DecoderInput>,
+    pli: mpsc::UnboundedSender<()>,
+    counters: Arc<ReceiveCounters>,
+    sink: VideoSinkSettings,
+) {
+    let mut decoder = match make_video_decoder(codec) {
+        Ok(decoder) => decoder,
+        Err(reason) => {
+            warn!(%reason, "cannot decode the incoming video");
+            return;
+        }
+    };
+    let mut recorder = Recorder::new(sink);
+    let mut freezes = FreezeDetector::default();
+    // Until a keyframe has decoded there is nothing to build on.
+    let mut need_keyframe = true;
+    let _ = pli.send(());
+    for item in input {
+        let data = match item {
+            DecoderInput::Gap => {
+                let _ = pli.send(());
+                continue;
+            }
+            DecoderInput::Frame(data) => data,
+        };
+        match decoder.decode(&data, 0) {
+            Ok(Some(frame)) => {
+                need_keyframe = false;
+                let now_ms = kith_media::frame::now_us() / 1000;
+                let latency = latency_strip::read(&frame)
+                    .map(|stamped| latency_strip::latency_ms(stamped, now_ms));
+                // A strip that decodes to a time far off is not ours (any
+                // other source): no latency sample.
+                let latency = latency.filter(|ms| *ms < 60_000);
+                counters.frame_decoded(latency);
+                if freezes.frame(Instant::now()) {
+                    counters.freezes.fetch_add(1, Ordering::Relaxed);
+                }
+                recorder.write(&frame);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                if !need_keyframe {
+                    debug!(%err, "decode failed; asking for a keyframe");
+                }
+                need_keyframe = true;
+                let _ = pli.send(());
+            }
+        }
+    }
+}
+
+/// Writes decoded frames to a Y4M file at the size of the first frame.
+struct Recorder {
+    settings: VideoSinkSettings,
+    sink: Option<(Y4mSink, (u32, u32))>,
+    scaler: Scaler,
+    failed: bool,
+}
+
+impl Recorder {
+    fn new(settings: VideoSinkSettings) -> Self {
+        Self {
+            settings,
+            sink: None,
+            scaler: Scaler::default(),
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, frame: &VideoFrame) {
+        let Some(path) = self.settings.record_y4m.clone() else {
+            return;
+        };
+        if self.failed {
+            return;
+        }
+        if self.sink.is_none() {
+            match Y4mSink::create(&path, frame.width, frame.height, self.settings.fps.max(1)) {
+                Ok(sink) => {
+                    info!(path = %path.display(), width = frame.width, height = frame.height, "recording video");
+                    self.sink = Some((sink, (frame.width, frame.height)));
+                }
+                Err(err) => {
+                    warn!(%err, "cannot record video");
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        let Some((sink, (width, height))) = &mut self.sink else {
+            return;
+        };
+        let (width, height) = (*width, *height);
+        let result = if (frame.width, frame.height) == (width, height) {
+            sink.write(frame)
+        } else {
+            match self.scaler.scale(frame, width, height) {
+                Ok(scaled) => sink.write(&scaled),
+                Err(err) => {
+                    debug!(%err, "cannot scale a frame for the recording");
+                    return;
+                }
+            }
+        };
+        if let Err(err) = result {
+            warn!(%err, "recording stopped");
+            self.failed = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- audio
+
+fn make_audio_decoder(codec: AudioCodec) -> Result<Box<dyn AudioDecoder>, String> {
+    Ok(match codec {
+        AudioCodec::Opus => Box::new(OpusDecoder::new(Channels::Mono).map_err(|e| e.to_string())?),
+        AudioCodec::Pcmu => {
+            Box::new(G711Decoder::new(G711Law::MuLaw, Channels::Mono).map_err(|e| e.to_string())?)
+        }
+        AudioCodec::Pcma => {
+            Box::new(G711Decoder::new(G711Law::ALaw, Channels::Mono).map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// Packets lost in a row that are still concealed; a longer gap is silence.
+const MAX_CONCEALED: u16 = 5;
+
+/// Runs until the track ends: decodes each audio packet (Opus and G.711
+/// packets stand alone) and queues 10 ms frames for the mixer. A small gap
+/// in sequence numbers is concealed (Opus repairs the last lost packet from
+/// the FEC in the next one).
+pub async fn receive_audio(
+    track: Arc<dyn TrackRemote>,
+    codec: AudioCodec,
+    counters: Arc<ReceiveCounters>,
+    mixer_input: Sender<AudioFrame>,
+    rtcp: RtcpSink,
+) {
+    let mut decoder = match make_audio_decoder(codec) {
+        Ok(decoder) => decoder,
+        Err(reason) => {
+            warn!(%reason, "cannot decode the incoming audio");
+            return;
+        }
+    };
+    let mut expected: Option<u16> = None;
+    while let Some(event) = track.poll().await {
+        let packet = match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => packet,
+            TrackRemoteEvent::OnRtcpPacket(packets) => {
+                rtcp(&packets);
+                continue;
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => continue,
+        };
+        counters.audio_packets.fetch_add(1, Ordering::Relaxed);
+        counters
+            .audio_bytes
+            .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        let seq = packet.header.sequence_number;
+        let lost = expected.map_or(0, |e| seq.wrapping_sub(e));
+        if lost >= 0x8000 {
+            // Late or duplicate: already concealed or played.
+            continue;
+        }
+        expected = Some(seq.wrapping_add(1));
+        let mut frames = Vec::new();
+        if (1..=MAX_CONCEALED).contains(&lost) {
+            if lost > 1
+                && let Ok(concealed) = decoder.conceal(20 * u32::from(lost - 1), None)
+            {
+                frames.extend(concealed);
+            }
+            if let Ok(recovered) = decoder.conceal(20, Some(&packet.payload)) {
+                frames.extend(recovered);
+            }
+        }
+        match decoder.decode(&packet.payload) {
+            Ok(decoded) => frames.extend(decoded),
+            Err(err) => debug!(%err, "audio packet did not decode"),
+        }
+        for frame in frames {
+            match mixer_input.try_send(frame) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Per-peer statistics: counters the media threads bump, the freeze rule,
+//! latency percentiles, and the snapshot the engine publishes every second.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Counters of what one remote peer sent us. Written by that peer's receive
+/// threads, read by the engine's stats tick.
+#[derive(Debug, Default)]
+pub struct ReceiveCounters {
+    pub video_packets: AtomicU64,
+    pub video_bytes: AtomicU64,
+    pub frames_decoded: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub freezes: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    pub audio_packets: AtomicU64,
+    pub audio_bytes: AtomicU64,
+    /// Set once, by the first decoded frame.
+    first_frame: Mutex<Option<Instant>>,
+    /// Glass-to-glass latencies (ms) from the latency strip; the stats tick
+    /// drains them into the peer's history.
+    latencies: Mutex<Vec<u32>>,
+}
+
+impl ReceiveCounters {
+    pub fn frame_decoded(&self, latency_ms: Option<u32>) {
+        self.frames_decoded.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_frame.lock()
+            && first.is_none()
+        {
+            *first = Some(Instant::now());
+        }
+        if let Some(latency) = latency_ms
+            && let Ok(mut latencies) = self.latencies.lock()
+        {
+            latencies.push(latency);
+        }
+    }
+
+    pub fn first_frame(&self) -> Option<Instant> {
+        self.first_frame.lock().ok().and_then(|first| *first)
+    }
+
+    pub fn take_latencies(&self) -> Vec<u32> {
+        self.latencies
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+/// The W3C `freezeCount` rule: a gap between rendered frames longer than
+/// max(3 x the mean frame duration, mean + 150 ms), the mean over recent
+/// frames, is a freeze.
+#[derive(Debug, Default)]
+pub struct FreezeDetector {
+    last: Option<Instant>,
+    recent: VecDeque<Duration>,
+}
+
+impl FreezeDetector {
+    const WINDOW: usize = 30;
+
+    /// A frame was rendered at `at`; true if the gap before it was a freeze.
+    pub fn frame(&mut self, at: Instant) -> bool {
+        let Some(last) = self.last.replace(at) else {
+            return false;
+        };
+        let gap = at.saturating_duration_since(last);
+        let frozen = if self.recent.len() >= 5 {
+            let mean = self.recent.iter().sum::<Duration>() / self.recent.len() as u32;
+            gap > (mean * 3).max(mean + Duration::from_millis(150))
+        } else {
+            false
+        };
+        if self.recent.len() == Self::WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(gap);
+        frozen
+    }
+}
+
+/// p50 and p95 of a set of millisecond values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl Percentiles {
+    pub fn of(values: &[u32]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let at = |q: f64| f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize]);
+        Some(Self {
+            p50: at(0.5),
+            p95: at(0.95),
+        })
+    }
+}
+
+/// One peer's state, published every second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PeerStats {
+    pub session: String,
+    pub user: String,
+    pub connected: bool,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub candidate_type: Option<String>,
+    pub rtt_ms: Option<f64>,
+    pub bitrate_in_kbps: f64,
+    pub bitrate_out_kbps: f64,
+    pub packets_lost: i64,
+    pub jitter_ms: Option<f64>,
+    pub fps_sent: f64,
+    pub fps_received: f64,
+    pub frames_decoded: u64,
+    pub freezes: u64,
+    pub estimated_bandwidth_kbps: Option<f64>,
+    pub glass_to_glass_ms: Option<Percentiles>,
+    pub audio_packets_received: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_frames_do_not_freeze_and_a_long_gap_does() {
+        let mut detector = FreezeDetector::default();
+        let start = Instant::now();
+        let mut at = start;
+        for _ in 0..20 {
+            at += Duration::from_millis(33);
+            assert!(!detector.frame(at));
+        }
+        // 150 ms: under mean + 150 ms (183 ms), not a freeze.
+        at += Duration::from_millis(150);
+        assert!(!detector.frame(at));
+        at += Duration::from_millis(33);
+        detector.frame(at);
+        at += Duration::from_millis(400);
+        assert!(detector.frame(at));
+    }
+
+    #[test]
+    fn percentiles_of_known_values() {
+        let values: Vec<u32> = (1..=100).collect();
+        let p = Percentiles::of(&values).expect("values");
+        assert_eq!(p.p50, 51.0);
+        assert_eq!(p.p95, 95.0);
+        assert!(Percentiles::of(&[]).is_none());
+    }
+}

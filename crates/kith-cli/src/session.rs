@@ -1,0 +1,370 @@
+//! Running one command: connect, ring or answer, stay in the call, report.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kith_call::{Call, CallEvent, CallSummary};
+use kith_proto::{InviteAnswer, MediaKind, RoomId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::options::{CallOptions, Cli, Command};
+use crate::report;
+
+/// Exit statuses, so scripts and tests can tell outcomes apart.
+pub mod status {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const DECLINED: u8 = 3;
+    pub const BUSY: u8 = 4;
+    pub const OFFLINE: u8 = 5;
+    pub const NO_ANSWER: u8 = 6;
+    /// The call ran but not every expected peer connected and sent media.
+    pub const CALL_INCOMPLETE: u8 = 7;
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let options = match &cli.command {
+        Command::Join { call, .. } | Command::Call { call, .. } | Command::Answer { call, .. } => {
+            call.clone()
+        }
+        Command::Online => CallOptions::for_online(),
+    };
+    let config = options.call_config(&cli);
+    let (call, mut events) = Call::start(config).context("cannot start the call engine")?;
+    let mut out = Output::open(&options)?;
+    wait_connected(&mut events, &mut out).await?;
+
+    let code = match &cli.command {
+        Command::Online => {
+            // `SignalingConnected` (printed) carried the list.
+            let _ = call.finish().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Join { room, .. } => {
+            call.join(room.clone())?;
+            in_call(&call, &mut events, &options, &mut out).await?
+        }
+        Command::Call {
+            user, ring_secs, ..
+        } => {
+            let room = RoomId::new(format!(
+                "call-{}-{}",
+                cli.user.as_str(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ))
+            .context("room name")?;
+            let media = if options.video == kith_call::VideoSourceSpec::None {
+                MediaKind::Audio
+            } else {
+                MediaKind::Video
+            };
+            call.invite(room.clone(), user.clone(), media)?;
+            match ring(
+                &mut events,
+                &mut out,
+                &room,
+                Duration::from_secs(*ring_secs),
+            )
+            .await?
+            {
+                Ring::Accepted => {
+                    call.join(room)?;
+                    in_call(&call, &mut events, &options, &mut out).await?
+                }
+                Ring::Answered(InviteAnswer::Decline) => status::DECLINED,
+                Ring::Answered(_) => status::BUSY,
+                Ring::Offline => status::OFFLINE,
+                Ring::NoAnswer => {
+                    call.cancel_invite(room, user.clone())?;
+                    // Let the cancel reach the server before we hang up.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    status::NO_ANSWER
+                }
+            }
+        }
+        Command::Answer {
+            decline,
+            busy,
+            ignore,
+            wait_secs,
+            ..
+        } => {
+            let Some((room, from)) =
+                wait_invite(&mut events, &mut out, Duration::from_secs(*wait_secs)).await?
+            else {
+                let _ = call.finish().await;
+                return Ok(ExitCode::from(status::NO_ANSWER));
+            };
+            if *ignore {
+                let canceled = wait_cancel(
+                    &mut events,
+                    &mut out,
+                    &room,
+                    Duration::from_secs(*wait_secs),
+                )
+                .await?;
+                let _ = call.finish().await;
+                return Ok(ExitCode::from(if canceled {
+                    status::OK
+                } else {
+                    status::NO_ANSWER
+                }));
+            }
+            let answer = match (decline, busy) {
+                (true, _) => InviteAnswer::Decline,
+                (_, true) => InviteAnswer::Busy,
+                _ => InviteAnswer::Accept,
+            };
+            call.reply_invite(room.clone(), from, answer)?;
+            if answer == InviteAnswer::Accept {
+                call.join(room)?;
+                in_call(&call, &mut events, &options, &mut out).await?
+            } else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                status::OK
+            }
+        }
+    };
+    let summary = call.finish().await?;
+    // Events emitted while finishing (peers leaving) still get printed.
+    while let Ok(event) = events.try_recv() {
+        out.event(&event)?;
+    }
+    let code = if code == status::OK && !call_worked(&summary, options.expect_peers) {
+        status::CALL_INCOMPLETE
+    } else {
+        code
+    };
+    if let Some(path) = &options.report {
+        report::write(path, &summary)?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// Every expected peer connected and sent media.
+fn call_worked(summary: &CallSummary, expected: usize) -> bool {
+    let connected: Vec<_> = summary
+        .peers
+        .iter()
+        .filter(|p| p.connect_ms.is_some())
+        .collect();
+    connected.len() >= expected
+        && connected
+            .iter()
+            .all(|p| p.frames_decoded > 0 || p.audio_packets_received > 0)
+}
+
+async fn wait_connected(
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .context("no answer from the signaling server in 15 s (is it running? see --server)")?
+            .context("the call engine stopped")?;
+        out.event(&event)?;
+        match event {
+            CallEvent::SignalingConnected { .. } => return Ok(()),
+            CallEvent::Error { error } => bail!("{error}"),
+            _ => {}
+        }
+    }
+}
+
+enum Ring {
+    Accepted,
+    Answered(InviteAnswer),
+    Offline,
+    NoAnswer,
+}
+
+async fn ring(
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    out: &mut Output,
+    room: &RoomId,
+    patience: Duration,
+) -> anyhow::Result<Ring> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            return Ok(Ring::NoAnswer);
+        };
+        let event = event.context("the call engine stopped")?;
+        out.event(&event)?;
+        match event {
+            CallEvent::InviteReply {
+                room: r, answer, ..
+            } if r == room.as_str() => {
+                return Ok(if answer == InviteAnswer::Accept {
+                    Ring::Accepted
+                } else {
+                    Ring::Answered(answer)
+                });
+            }
+            CallEvent::Error {
+                error: kith_call::CallError::Server { code, .. },
+            } if code == "offline" => {
+                return Ok(Ring::Offline);
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn wait_invite(
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    out: &mut Output,
+    patience: Duration,
+) -> anyhow::Result<Option<(RoomId, kith_proto::UserId)>> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            return Ok(None);
+        };
+        let event = event.context("the call engine stopped")?;
+        out.event(&event)?;
+        if let CallEvent::Invite { room, from, .. } = event {
+            return Ok(Some((RoomId::new(room)?, kith_proto::UserId::new(from)?)));
+        }
+    }
+}
+
+async fn wait_cancel(
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    out: &mut Output,
+    room: &RoomId,
+    patience: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            return Ok(false);
+        };
+        let event = event.context("the call engine stopped")?;
+        out.event(&event)?;
+        if let CallEvent::InviteCanceled { room: r, .. } = &event
+            && r == room.as_str()
+        {
+            return Ok(true);
+        }
+    }
+}
+
+/// Stays in the call until `--duration` passes, Ctrl-C, or the engine
+/// stops; sends `--chat` messages once peers are there.
+async fn in_call(
+    call: &Call,
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    options: &CallOptions,
+    out: &mut Output,
+) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let deadline = options
+        .duration
+        .map(|secs| started + Duration::from_secs_f64(secs.max(0.0)));
+    let mut connected = 0usize;
+    let mut chat_started = false;
+    let (typed_tx, mut typed) = mpsc::unbounded_channel::<String>();
+    if std::io::stdin().is_terminal() {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if typed_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let sleep_until_deadline = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep_until_deadline);
+    loop {
+        tokio::select! {
+            () = &mut sleep_until_deadline => break,
+            _ = tokio::signal::ctrl_c() => {
+                info!("interrupted; leaving the call");
+                break;
+            }
+            line = typed.recv() => {
+                if let Some(line) = line && !line.trim().is_empty()
+                    && let Err(err) = call.send_chat(line).await
+                {
+                    eprintln!("kith-cli: {err}");
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                out.event(&event)?;
+                match &event {
+                    CallEvent::PeerConnected { .. } => connected += 1,
+                    CallEvent::PeerLeft { .. } => connected = connected.saturating_sub(1),
+                    _ => {}
+                }
+                if !chat_started && options.chat > 0 && connected >= options.expect_peers.max(1) {
+                    chat_started = true;
+                    let (call, count, interval) = (call.clone(), options.chat, Duration::from_millis(options.chat_interval_ms));
+                    tokio::spawn(async move {
+                        for n in 1..=count {
+                            if let Err(err) = call.send_chat(format!("message {n} of {count}")).await {
+                                eprintln!("kith-cli: chat: {err}");
+                                break;
+                            }
+                            tokio::time::sleep(interval).await;
+                        }
+                    });
+                }
+            }
+        }
+    }
+    Ok(status::OK)
+}
+
+/// Where events and stats go.
+pub struct Output {
+    stdout: std::io::Stdout,
+    stats: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Output {
+    fn open(options: &CallOptions) -> anyhow::Result<Self> {
+        let stats = match &options.stats_json {
+            Some(path) => Some(std::io::BufWriter::new(create(path)?)),
+            None => None,
+        };
+        Ok(Self {
+            stdout: std::io::stdout(),
+            stats,
+        })
+    }
+
+    fn event(&mut self, event: &CallEvent) -> anyhow::Result<()> {
+        let line = serde_json::to_string(event)?;
+        if let CallEvent::Stats { .. } = event {
+            if let Some(stats) = &mut self.stats {
+                writeln!(stats, "{line}")?;
+                stats.flush()?;
+            }
+            return Ok(());
+        }
+        let mut stdout = self.stdout.lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+        Ok(())
+    }
+}
+
+fn create(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))
+}
