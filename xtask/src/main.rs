@@ -100,6 +100,11 @@ fn test(install: bool) -> anyhow::Result<()> {
             "warnings",
         ]),
     )?;
+    // The end-to-end tests (tests/) run the binaries as processes.
+    step(
+        "build the binaries",
+        cargo().args(["build", "--workspace", "--bins", "--locked"]),
+    )?;
     if has_nextest() {
         // Doc tests first: nextest does not run them, and its summary should
         // be the run's last word.

@@ -40,8 +40,9 @@ pub enum Command {
     },
     /// Ring a user; join a fresh room with them when they accept.
     Call {
-        #[arg(value_parser = parse_user)]
-        user: UserId,
+        /// Who to call. (Not named `user`: that id belongs to the global `--user`.)
+        #[arg(value_parser = parse_user, value_name = "USER")]
+        callee: UserId,
         /// Give up (and cancel the invite) after this many seconds.
         #[arg(long, default_value_t = 30)]
         ring_secs: u64,
@@ -237,6 +238,13 @@ mod tests {
         assert_eq!(call.chat, 20);
         assert_eq!(call.codec.map(|c| c.to_string()).as_deref(), Some("AV1"));
         assert!(Cli::try_parse_from(["kith-cli", "--user", "bad user!", "online"]).is_err());
+        let cli =
+            Cli::try_parse_from(["kith-cli", "--user", "alice", "call", "bob"]).expect("parses");
+        assert_eq!(cli.user.as_str(), "alice");
+        let Command::Call { callee, .. } = cli.command else {
+            panic!("call")
+        };
+        assert_eq!(callee.as_str(), "bob");
         assert!(Cli::try_parse_from(["kith-cli", "join", "r", "--video", "webcam"]).is_err());
     }
 }

@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             in_call(&call, &mut events, &options, &mut out).await?
         }
         Command::Call {
-            user, ring_secs, ..
+            callee, ring_secs, ..
         } => {
             let room = RoomId::new(format!(
                 "call-{}-{}",
@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 MediaKind::Video
             };
-            call.invite(room.clone(), user.clone(), media)?;
+            call.invite(room.clone(), callee.clone(), media)?;
             match ring(
                 &mut events,
                 &mut out,
@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ring::Answered(_) => status::BUSY,
                 Ring::Offline => status::OFFLINE,
                 Ring::NoAnswer => {
-                    call.cancel_invite(room, user.clone())?;
+                    call.cancel_invite(room, callee.clone())?;
                     // Let the cancel reach the server before we hang up.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     status::NO_ANSWER
@@ -137,7 +137,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     while let Ok(event) = events.try_recv() {
         out.event(&event)?;
     }
-    let code = if code == status::OK && !call_worked(&summary, options.expect_peers) {
+    // Judged only when a call took place (not after a decline or busy).
+    let took_part = !summary.peers.is_empty()
+        || options.expect_peers > 0 && code == status::OK && took_part_in_call(&cli.command);
+    let code = if code == status::OK && took_part && !call_worked(&summary, options.expect_peers) {
         status::CALL_INCOMPLETE
     } else {
         code
@@ -146,6 +149,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         report::write(path, &summary)?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Whether the command, having returned OK, was in a call (not a reply).
+fn took_part_in_call(command: &Command) -> bool {
+    match command {
+        Command::Answer {
+            decline,
+            busy,
+            ignore,
+            ..
+        } => !(*decline || *busy || *ignore),
+        _ => true,
+    }
 }
 
 /// Every expected peer connected and sent media.

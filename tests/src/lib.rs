@@ -1,0 +1,291 @@
+//! Harness for end-to-end tests: starts the real binaries (signaling-dev,
+//! kith-cli, coturn) as processes on loopback and reads what they write.
+//! The binaries come from the same cargo build as the tests
+//! (`cargo xtask test` builds the whole workspace first).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long anything may take before a test gives up (generous: CI is a
+/// busy 2-core machine).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A built binary of this workspace, next to the test executable's folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests through `cargo xtask test` (or build the workspace first)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh folder for one test's files, removed afterwards.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kith-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A port free for both TCP and UDP on loopback right now.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running child process, killed when dropped, with its stdout lines
+/// collected as they come.
+#[derive(Debug)]
+pub struct Process {
+    pub name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Process {
+    pub fn spawn(name: &str, command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stdout line containing `needle`; returns it.
+    pub fn wait_for_line(&mut self, needle: &str, patience: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line with {needle:?} in {patience:?}; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status (all stdout read).
+    pub fn wait(&mut self, patience: Duration) -> ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Collect what is left of stdout.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not exit in {patience:?}; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                );
+            }
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stdout events (JSON lines) of one kind seen so far.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["event"] == kind)
+            .collect()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL, as a crash would be.
+    pub fn sigkill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// signaling-dev on loopback.
+#[derive(Debug)]
+pub struct Server {
+    pub process: Process,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(extra: &[String]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    pub fn start_on(port: u16, extra: &[String]) -> Self {
+        let mut command = Command::new(binary("signaling-dev"));
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra);
+        let mut process = Process::spawn("signaling-dev", &mut command);
+        process.wait_for_line("\"listening\"", PATIENCE);
+        Self { process, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+/// `kith-cli --server URL --user USER ARGS...`
+pub fn kith_cli(server: &str, user: &str, args: &[&str]) -> Process {
+    let mut command = Command::new(binary("kith-cli"));
+    command
+        .args(["--server", server, "--user", user])
+        .args(args);
+    Process::spawn(&format!("kith-cli {user}"), &mut command)
+}
+
+/// A report file written by `--report`.
+pub fn report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("no report at {}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The report's entry for the peer with this user id.
+pub fn peer<'a>(report: &'a Value, user: &str) -> &'a Value {
+    report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user"] == user)
+        .unwrap_or_else(|| panic!("no peer {user} in {report:#}"))
+}
+
+/// coturn with `use-auth-secret` on a free loopback port.
+#[derive(Debug)]
+pub struct Coturn {
+    pub process: Process,
+    pub port: u16,
+    _dir: Scratch,
+}
+
+impl Coturn {
+    pub fn start(secret: &str) -> Self {
+        let port = free_port();
+        let dir = Scratch::new(&format!("coturn-{port}"));
+        let mut command = Command::new("turnserver");
+        command
+            .args([
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                "--allow-loopback-peers",
+                "--use-auth-secret",
+                "--realm=kith",
+                "--log-file=stdout",
+                "--no-stdout-log",
+            ])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--static-auth-secret={secret}"))
+            .arg(format!(
+                "--pidfile={}",
+                dir.path("turnserver.pid").display()
+            ))
+            .arg(format!("--userdb={}", dir.path("turndb").display()));
+        let process = Process::spawn("turnserver", &mut command);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "turnserver did not listen on {addr} (is coturn installed? cargo xtask test installs it)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            process,
+            port,
+            _dir: dir,
+        }
+    }
+}

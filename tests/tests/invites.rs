@@ -1,0 +1,159 @@
+//! Ringing: invite accepted, declined, busy, to an offline user, cancelled.
+#![allow(clippy::unwrap_used)]
+
+use kith_e2e::*;
+
+const MEDIA: [&str; 12] = [
+    "--video",
+    "synthetic",
+    "--audio",
+    "tone",
+    "--codec",
+    "VP8",
+    "--width",
+    "320",
+    "--height",
+    "180",
+    "--fps",
+    "10",
+];
+
+fn answer(url: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["answer"];
+    args.extend(MEDIA);
+    args.extend(["--ice-loopback"]);
+    args.extend(extra);
+    let mut bob = kith_cli(url, "bob", &args);
+    bob.wait_for_line("signaling_connected", PATIENCE);
+    bob
+}
+
+fn call(url: &str, to: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["call", to];
+    args.extend(MEDIA);
+    args.extend(["--ice-loopback"]);
+    args.extend(extra);
+    kith_cli(url, "alice", &args)
+}
+
+#[test]
+fn an_accepted_invite_becomes_a_call() {
+    let scratch = Scratch::new("accept");
+    let server = Server::start(&[]);
+    let bob_report = scratch.path("bob.json");
+    let alice_report = scratch.path("alice.json");
+    let mut bob = answer(
+        &server.url(),
+        &["--duration", "8", "--report", bob_report.to_str().unwrap()],
+    );
+    let mut alice = call(
+        &server.url(),
+        "bob",
+        &[
+            "--duration",
+            "8",
+            "--report",
+            alice_report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        alice.wait(PATIENCE).success(),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    let invite = &bob.events("invite")[0];
+    assert_eq!(invite["from"], "alice");
+    assert_eq!(invite["media"], "video");
+    assert!(
+        peer(&report(&alice_report), "bob")["frames_decoded"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        peer(&report(&bob_report), "alice")["frames_decoded"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn a_declined_invite_ends_the_call_attempt() {
+    let server = Server::start(&[]);
+    let mut bob = answer(&server.url(), &["--decline"]);
+    let mut alice = call(&server.url(), "bob", &[]);
+    assert_eq!(
+        alice.wait(PATIENCE).code(),
+        Some(3),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    assert_eq!(alice.events("invite_reply")[0]["answer"], "decline");
+}
+
+#[test]
+fn a_busy_callee_says_so() {
+    let server = Server::start(&[]);
+    let mut bob = answer(&server.url(), &["--busy"]);
+    let mut alice = call(&server.url(), "bob", &[]);
+    assert_eq!(
+        alice.wait(PATIENCE).code(),
+        Some(4),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    assert_eq!(alice.events("invite_reply")[0]["answer"], "busy");
+}
+
+#[test]
+fn calling_an_offline_user_fails_at_once() {
+    let server = Server::start(&[]);
+    let mut alice = call(&server.url(), "nobody", &[]);
+    assert_eq!(
+        alice.wait(PATIENCE).code(),
+        Some(5),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    let errors = alice.events("error");
+    assert_eq!(
+        errors[0]["error"]["detail"]["code"], "offline",
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn an_unanswered_invite_is_cancelled() {
+    let server = Server::start(&[]);
+    let mut bob = answer(&server.url(), &["--ignore"]);
+    let mut alice = call(&server.url(), "bob", &["--ring-secs", "2"]);
+    assert_eq!(
+        alice.wait(PATIENCE).code(),
+        Some(6),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    // Bob's phone stops ringing: he got the cancel and exits cleanly.
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    assert_eq!(bob.events("invite_canceled")[0]["from"], "alice");
+}

@@ -1,0 +1,163 @@
+//! Chat and media across a signaling-server restart, and relay-only calls
+//! through a real coturn with the server's TURN REST credentials.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use kith_e2e::*;
+
+#[test]
+fn chat_and_media_survive_a_signaling_server_restart() {
+    let scratch = Scratch::new("restart");
+    let port = free_port();
+    let mut server = Server::start_on(port, &[]);
+    let url = server.url();
+    let join = |user: &str| {
+        let report = scratch.path(&format!("{user}.json"));
+        let stats = scratch.path(&format!("{user}.stats"));
+        kith_cli(
+            &url,
+            user,
+            &[
+                "join",
+                "r1",
+                "--video",
+                "synthetic",
+                "--audio",
+                "tone",
+                "--codec",
+                "VP8",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--fps",
+                "15",
+                "--duration",
+                "24",
+                "--ice-loopback",
+                "--chat",
+                "200",
+                "--chat-interval-ms",
+                "50",
+                "--report",
+                report.to_str().unwrap(),
+                "--stats-json",
+                stats.to_str().unwrap(),
+            ],
+        )
+    };
+    let mut alice = join("alice");
+    alice.wait_for_line("joined", PATIENCE);
+    let mut bob = join("bob");
+    bob.wait_for_line("chat_received", PATIENCE);
+    // Mid-chat (200 messages take 10 s), the server goes away and comes back.
+    std::thread::sleep(Duration::from_secs(2));
+    server.process.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let _server = Server::start_on(port, &[]);
+    assert!(
+        alice.wait(PATIENCE).success(),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    for (process, me, other) in [(&alice, "alice", "bob"), (&bob, "bob", "alice")] {
+        // Both noticed, came back, and found the same connection again.
+        assert!(
+            !process.events("signaling_lost").is_empty(),
+            "{me} never lost the server"
+        );
+        assert!(
+            process.events("signaling_connected").len() >= 2,
+            "{me} did not reconnect"
+        );
+        let report = report(&scratch.path(&format!("{me}.json")));
+        let chat = &report["chat"];
+        assert_eq!(chat["sent"], 200, "{report:#}");
+        assert_eq!(chat["acked"], 200, "{report:#}");
+        assert_eq!(chat["received"], 200, "{report:#}");
+        // One connection for the whole call: it was rebound, not rebuilt.
+        assert_eq!(report["peers"].as_array().unwrap().len(), 1, "{report:#}");
+        // Media never stopped: decoded frames grew in every second of the call.
+        let frames: Vec<u64> = std::fs::read_to_string(scratch.path(&format!("{me}.stats")))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|s| {
+                s["peers"].as_array()?.iter().find(|p| p["user"] == other)?["frames_decoded"]
+                    .as_u64()
+            })
+            .collect();
+        assert!(frames.len() >= 18, "{me}: {frames:?}");
+        let steady = &frames[2..frames.len() - 1];
+        assert!(
+            steady.windows(2).all(|w| w[1] > w[0]),
+            "{me}'s video from {other} stalled: {frames:?}"
+        );
+    }
+}
+
+#[test]
+fn relay_only_calls_go_through_coturn() {
+    let scratch = Scratch::new("turn");
+    let secret = "kith-e2e-secret";
+    let coturn = Coturn::start(secret);
+    let server = Server::start(&[
+        "--turn".to_owned(),
+        format!("turn:127.0.0.1:{}?transport=udp", coturn.port),
+        "--turn-secret".to_owned(),
+        secret.to_owned(),
+    ]);
+    let join = |user: &str| {
+        let report = scratch.path(&format!("{user}.json"));
+        kith_cli(
+            &server.url(),
+            user,
+            &[
+                "join",
+                "r1",
+                "--video",
+                "synthetic",
+                "--audio",
+                "tone",
+                "--codec",
+                "VP8",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--fps",
+                "10",
+                "--duration",
+                "10",
+                "--relay-only",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        )
+    };
+    let mut alice = join("alice");
+    alice.wait_for_line("joined", PATIENCE);
+    let mut bob = join("bob");
+    assert!(
+        bob.wait(PATIENCE).success(),
+        "bob:\n{}",
+        bob.seen.join("\n")
+    );
+    assert!(
+        alice.wait(PATIENCE).success(),
+        "alice:\n{}",
+        alice.seen.join("\n")
+    );
+    for (me, other) in [("alice", "bob"), ("bob", "alice")] {
+        let report = report(&scratch.path(&format!("{me}.json")));
+        let peer = peer(&report, other);
+        assert_eq!(peer["candidate_type"], "relay", "{report:#}");
+        assert!(peer["frames_decoded"].as_u64().unwrap() > 20, "{report:#}");
+    }
+}
