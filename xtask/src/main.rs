@@ -188,7 +188,33 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                 ]),
             )?,
             "call" => {
-                eprintln!("==> {name} benchmark: not written yet (its issue brings it)");
+                step(
+                    "build release binaries",
+                    cargo().args([
+                        "build",
+                        "--release",
+                        "--locked",
+                        "-p",
+                        "kith-cli",
+                        "-p",
+                        "signaling-dev",
+                    ]),
+                )?;
+                step(
+                    "call benchmark",
+                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "call"]),
+                )?;
+                step(
+                    "data channel benchmark",
+                    cargo().args([
+                        "bench",
+                        "--locked",
+                        "-p",
+                        "kith-call",
+                        "--bench",
+                        "datachannel",
+                    ]),
+                )?;
             }
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),
         }

@@ -1,6 +1,7 @@
 //! Between kith-media and RTP: sources and encoders on the send side,
 //! depacketizing, decoding and mixing on the receive side.
 
+pub mod assembler;
 pub mod mixer;
 pub mod receive;
 pub mod send;

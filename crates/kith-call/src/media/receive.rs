@@ -1,5 +1,5 @@
 //! The receive side of one remote track: RTP in, reassembly and reordering
-//! (webrtc-rs's `SampleBuilder` is the video jitter buffer), decoding on a
+//! (the frame assembler is the video jitter buffer), decoding on a
 //! thread of its own, and decoded media out to the sinks, with the counters
 //! the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
 //! go on.
@@ -21,7 +21,6 @@ use kith_media::frame::{AudioFrame, Channels, VideoFrame};
 use kith_media::video::latency_strip;
 use kith_media::video::scale::Scaler;
 use kith_media::video::y4m_file::Y4mSink;
-use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::av1::Av1Depacketizer;
 use rtc::rtp::codec::h264::H264Packet;
@@ -32,6 +31,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::stats::{FreezeDetector, ReceiveCounters};
 
 /// Where decoded video of one peer goes besides the counters.
@@ -45,6 +45,10 @@ pub struct VideoSinkSettings {
 /// Where RTCP that arrives on a remote track goes (webrtc-rs may route
 /// feedback about our own streams here).
 pub type RtcpSink = Arc<dyn Fn(&[Box<dyn rtc::rtcp::Packet>]) + Send + Sync>;
+
+/// How long a missing video packet is waited for (a NACK round trip on a
+/// bad link) before the frames behind it go on without it.
+const MAX_PACKET_WAIT: Duration = Duration::from_millis(200);
 
 /// A keyframe request is sent at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
@@ -139,8 +143,7 @@ async fn pump_video<D: Depacketizer>(
     counters: &ReceiveCounters,
     rtcp: &RtcpSink,
 ) {
-    let mut builder = SampleBuilder::new(512, depacketizer, kith_media::codec::VIDEO_CLOCK_RATE)
-        .with_max_time_delay(Duration::from_millis(250));
+    let mut assembler = FrameAssembler::new(depacketizer, MAX_PACKET_WAIT);
     let mut last_pli: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -150,16 +153,12 @@ async fn pump_video<D: Depacketizer>(
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         counters.video_packets.fetch_add(1, Ordering::Relaxed);
                         counters.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-                        let now = Instant::now();
-                        builder.push(now, packet);
-                        while let Some(sample) = builder.pop(now) {
-                            if sample.prev_dropped_packets > 0 {
-                                let _ = frames.try_send(DecoderInput::Gap);
-                            }
-                            if sample.data.is_empty() {
-                                continue;
-                            }
-                            match frames.try_send(DecoderInput::Frame(sample.data)) {
+                        for assembled in assembler.push(Instant::now(), packet) {
+                            let input = match assembled {
+                                Assembled::Frame(data) => DecoderInput::Frame(data),
+                                Assembled::Gap => DecoderInput::Gap,
+                            };
+                            match frames.try_send(input) {
                                 Ok(()) => {}
                                 Err(TrySendError::Full(_)) => {
                                     // The decoder is behind; dropping breaks the
