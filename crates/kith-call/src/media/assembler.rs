@@ -114,10 +114,9 @@ impl<D: Depacketizer> FrameAssembler<D> {
     /// The last sequence number of the frame starting at `start`, if all of
     /// it is here.
     fn complete_frame(&self, start: i64) -> Option<i64> {
-        let mut expected = start;
         let (_, first) = self.buffer.get(&start)?;
         let timestamp = first.header.timestamp;
-        for (seq, (_, packet)) in self.buffer.range(start..) {
+        for (expected, (seq, (_, packet))) in (start..).zip(self.buffer.range(start..)) {
             if *seq != expected || packet.header.timestamp != timestamp {
                 return None;
             }
@@ -127,7 +126,6 @@ impl<D: Depacketizer> FrameAssembler<D> {
             {
                 return Some(*seq);
             }
-            expected += 1;
         }
         None
     }
