@@ -6,8 +6,7 @@ mod common;
 #[path = "support/stun.rs"]
 mod stun;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,82 +14,28 @@ use signaling_dev::ServerConfig;
 
 const SECRET: &str = "kith-test-secret";
 
-struct Coturn {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port free for both TCP and UDP on loopback right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
+/// A coturn with `use-auth-secret`, shared with the end-to-end tests.
 fn start_coturn() -> Coturn {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("kith-coturn-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new("turnserver")
-        .args([
-            "-n",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            "--allow-loopback-peers",
-            "--use-auth-secret",
-            "--realm=kith",
-            "--log-file=stdout",
-            "--no-stdout-log",
-        ])
-        .arg(format!("--listening-port={port}"))
-        .arg(format!("--static-auth-secret={SECRET}"))
-        .arg(format!(
-            "--pidfile={}",
-            dir.join("turnserver.pid").display()
-        ))
-        .arg(format!("--userdb={}", dir.join("turndb").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("coturn's turnserver must be installed (cargo xtask test installs it)");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let coturn = Coturn {
-        child,
-        addr,
-        _dir: TempDir(dir),
-    };
-    // Ready when it answers a STUN binding request.
+    let coturn = kith_e2e::Coturn::start(SECRET);
+    let addr = SocketAddr::from(([127, 0, 0, 1], coturn.port));
+    // It listens on TCP first; ready for us when it answers STUN on UDP.
     let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if stun::binding(addr, Duration::from_millis(200)).is_ok() {
-            return coturn;
-        }
+    while stun::binding(addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "turnserver did not answer on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("turnserver did not answer on {addr}");
+    Coturn {
+        _process: coturn,
+        addr,
+    }
+}
+
+struct Coturn {
+    _process: kith_e2e::Coturn,
+    addr: SocketAddr,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

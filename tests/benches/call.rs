@@ -20,37 +20,14 @@ fn run(name: &str, codec: &str, users: &[&str]) -> Row {
     let mut processes = Vec::new();
     let started = std::time::Instant::now();
     for user in users {
-        let report = scratch.path(&format!("{user}.json"));
-        let expect = (users.len() - 1).to_string();
-        let mut process = kith_cli(
-            &server.url(),
-            user,
-            &[
-                "join",
-                "bench",
-                "--video",
-                "synthetic",
-                "--audio",
-                "tone",
-                "--codec",
-                codec,
-                "--width",
-                "1280",
-                "--height",
-                "720",
-                "--fps",
-                "30",
-                "--bitrate",
-                "2500",
-                "--duration",
-                &SECONDS.to_string(),
-                "--ice-loopback",
-                "--expect-peers",
-                &expect,
-                "--report",
-                report.to_str().unwrap(),
-            ],
-        );
+        let mut process = Args::new(&["join", "bench"])
+            .media(codec, 1280, 720, 30)
+            .opt("--bitrate", 2500)
+            .opt("--duration", SECONDS)
+            .flag("--ice-loopback")
+            .opt("--expect-peers", users.len() - 1)
+            .path("--report", &scratch.path(&format!("{user}.json")))
+            .spawn(&server.url(), user);
         process.wait_for_line("joined", PATIENCE);
         processes.push(process);
     }

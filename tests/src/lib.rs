@@ -213,12 +213,56 @@ impl Server {
 }
 
 /// `kith-cli --server URL --user USER ARGS...`
-pub fn kith_cli(server: &str, user: &str, args: &[&str]) -> Process {
+pub fn kith_cli<S: AsRef<std::ffi::OsStr>>(server: &str, user: &str, args: &[S]) -> Process {
     let mut command = Command::new(binary("kith-cli"));
     command
         .args(["--server", server, "--user", user])
         .args(args);
     Process::spawn(&format!("kith-cli {user}"), &mut command)
+}
+
+/// A kith-cli command line after `--user`: the command, then options.
+#[derive(Debug, Clone)]
+pub struct Args(pub Vec<String>);
+
+impl Args {
+    pub fn new(command: &[&str]) -> Self {
+        Self(command.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Synthetic camera and beeping tone, with this codec, size and rate.
+    pub fn media(self, codec: &str, width: u32, height: u32, fps: u32) -> Self {
+        self.opt("--video", "synthetic")
+            .opt("--audio", "tone")
+            .opt("--codec", codec)
+            .opt("--width", width)
+            .opt("--height", height)
+            .opt("--fps", fps)
+    }
+
+    pub fn opt(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.push(name.to_owned());
+        self.0.push(value.to_string());
+        self
+    }
+
+    pub fn path(self, name: &str, path: &Path) -> Self {
+        self.opt(name, path.display())
+    }
+
+    pub fn flag(mut self, name: &str) -> Self {
+        self.0.push(name.to_owned());
+        self
+    }
+
+    pub fn extend(mut self, more: &[&str]) -> Self {
+        self.0.extend(more.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
+    pub fn spawn(&self, server: &str, user: &str) -> Process {
+        kith_cli(server, user, &self.0)
+    }
 }
 
 /// A report file written by `--report`.

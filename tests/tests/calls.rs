@@ -13,39 +13,20 @@ fn call(
 ) -> (serde_json::Value, serde_json::Value) {
     let server = Server::start(&[]);
     let url = server.url();
-    let common = [
-        "--video",
-        "synthetic",
-        "--audio",
-        "tone",
-        "--codec",
-        codec,
-        "--audio-codec",
-        audio_codec,
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "15",
-        "--bitrate",
-        "400",
-        "--duration",
-        "12",
-        "--ice-loopback",
-    ];
     let alice_report = scratch.path("alice.json");
     let bob_report = scratch.path("bob.json");
-    let mut alice_args = vec!["join", "r1"];
-    alice_args.extend(common);
-    alice_args.extend(["--report", alice_report.to_str().unwrap()]);
-    let mut alice = kith_cli(&url, "alice", &alice_args);
+    let args = |report: &std::path::Path| {
+        Args::new(&["join", "r1"])
+            .media(codec, 320, 240, 15)
+            .opt("--audio-codec", audio_codec)
+            .opt("--bitrate", 400)
+            .opt("--duration", 12)
+            .flag("--ice-loopback")
+            .path("--report", report)
+    };
+    let mut alice = args(&alice_report).spawn(&url, "alice");
     alice.wait_for_line("joined", PATIENCE);
-    let mut bob_args = vec!["join", "r1"];
-    bob_args.extend(common);
-    bob_args.extend(["--report", bob_report.to_str().unwrap()]);
-    bob_args.extend(extra_bob);
-    let mut bob = kith_cli(&url, "bob", &bob_args);
+    let mut bob = args(&bob_report).extend(extra_bob).spawn(&url, "bob");
     assert!(
         bob.wait(PATIENCE).success(),
         "bob's call failed:\n{}",

@@ -3,37 +3,21 @@
 
 use kith_e2e::*;
 
-const MEDIA: [&str; 12] = [
-    "--video",
-    "synthetic",
-    "--audio",
-    "tone",
-    "--codec",
-    "VP8",
-    "--width",
-    "320",
-    "--height",
-    "180",
-    "--fps",
-    "10",
-];
+fn args(command: &[&str], extra: &[&str]) -> Args {
+    Args::new(command)
+        .media("VP8", 320, 180, 10)
+        .flag("--ice-loopback")
+        .extend(extra)
+}
 
 fn answer(url: &str, extra: &[&str]) -> Process {
-    let mut args = vec!["answer"];
-    args.extend(MEDIA);
-    args.extend(["--ice-loopback"]);
-    args.extend(extra);
-    let mut bob = kith_cli(url, "bob", &args);
+    let mut bob = args(&["answer"], extra).spawn(url, "bob");
     bob.wait_for_line("signaling_connected", PATIENCE);
     bob
 }
 
 fn call(url: &str, to: &str, extra: &[&str]) -> Process {
-    let mut args = vec!["call", to];
-    args.extend(MEDIA);
-    args.extend(["--ice-loopback"]);
-    args.extend(extra);
-    kith_cli(url, "alice", &args)
+    args(&["call", to], extra).spawn(url, "alice")
 }
 
 #[test]

@@ -9,39 +9,15 @@ use kith_e2e::*;
 const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 fn join(url: &str, scratch: &Scratch, user: &str, duration: &str, expect: &str) -> Process {
-    let report = scratch.path(&format!("{user}.json"));
-    let stats = scratch.path(&format!("{user}.stats"));
-    kith_cli(
-        url,
-        user,
-        &[
-            "join",
-            "standup",
-            "--video",
-            "synthetic",
-            "--audio",
-            "tone",
-            "--codec",
-            "VP8",
-            "--width",
-            "320",
-            "--height",
-            "180",
-            "--fps",
-            "10",
-            "--bitrate",
-            "250",
-            "--duration",
-            duration,
-            "--ice-loopback",
-            "--expect-peers",
-            expect,
-            "--report",
-            report.to_str().unwrap(),
-            "--stats-json",
-            stats.to_str().unwrap(),
-        ],
-    )
+    Args::new(&["join", "standup"])
+        .media("VP8", 320, 180, 10)
+        .opt("--bitrate", 250)
+        .opt("--duration", duration)
+        .flag("--ice-loopback")
+        .opt("--expect-peers", expect)
+        .path("--report", &scratch.path(&format!("{user}.json")))
+        .path("--stats-json", &scratch.path(&format!("{user}.stats")))
+        .spawn(url, user)
 }
 
 #[test]

@@ -13,39 +13,15 @@ fn chat_and_media_survive_a_signaling_server_restart() {
     let mut server = Server::start_on(port, &[]);
     let url = server.url();
     let join = |user: &str| {
-        let report = scratch.path(&format!("{user}.json"));
-        let stats = scratch.path(&format!("{user}.stats"));
-        kith_cli(
-            &url,
-            user,
-            &[
-                "join",
-                "r1",
-                "--video",
-                "synthetic",
-                "--audio",
-                "tone",
-                "--codec",
-                "VP8",
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--fps",
-                "15",
-                "--duration",
-                "24",
-                "--ice-loopback",
-                "--chat",
-                "200",
-                "--chat-interval-ms",
-                "50",
-                "--report",
-                report.to_str().unwrap(),
-                "--stats-json",
-                stats.to_str().unwrap(),
-            ],
-        )
+        Args::new(&["join", "r1"])
+            .media("VP8", 320, 180, 15)
+            .opt("--duration", 24)
+            .flag("--ice-loopback")
+            .opt("--chat", 200)
+            .opt("--chat-interval-ms", 50)
+            .path("--report", &scratch.path(&format!("{user}.json")))
+            .path("--stats-json", &scratch.path(&format!("{user}.stats")))
+            .spawn(&url, user)
     };
     let mut alice = join("alice");
     alice.wait_for_line("joined", PATIENCE);
@@ -114,32 +90,12 @@ fn relay_only_calls_go_through_coturn() {
         secret.to_owned(),
     ]);
     let join = |user: &str| {
-        let report = scratch.path(&format!("{user}.json"));
-        kith_cli(
-            &server.url(),
-            user,
-            &[
-                "join",
-                "r1",
-                "--video",
-                "synthetic",
-                "--audio",
-                "tone",
-                "--codec",
-                "VP8",
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--fps",
-                "10",
-                "--duration",
-                "10",
-                "--relay-only",
-                "--report",
-                report.to_str().unwrap(),
-            ],
-        )
+        Args::new(&["join", "r1"])
+            .media("VP8", 320, 180, 10)
+            .opt("--duration", 10)
+            .flag("--relay-only")
+            .path("--report", &scratch.path(&format!("{user}.json")))
+            .spawn(&server.url(), user)
     };
     let mut alice = join("alice");
     alice.wait_for_line("joined", PATIENCE);
