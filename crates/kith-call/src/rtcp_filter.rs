@@ -79,3 +79,45 @@ impl Interceptor for KeyframeRequestFilter {
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use rtc::interceptor::AttributedPacket;
+    use rtc::rtcp::receiver_report::ReceiverReport;
+    use rtc::shared::TransportContext;
+
+    use super::*;
+
+    fn inbound(packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> Option<TaggedPacket> {
+        let mut filter = KeyframeRequestFilter::default();
+        filter
+            .handle_read(TaggedPacket {
+                now: Instant::now(),
+                transport: TransportContext::default(),
+                message: AttributedPacket::new(Packet::Rtcp(packets)),
+            })
+            .expect("reads");
+        filter.poll_read()
+    }
+
+    #[test]
+    fn a_pli_in_a_compound_packet_is_marked_for_the_application_alone() {
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 42,
+        };
+        let out = inbound(vec![Box::new(ReceiverReport::default()), Box::new(pli)])
+            .expect("the PLI goes on");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &out.message.packet else {
+            panic!("RTCP")
+        };
+        assert_eq!(packets.len(), 1);
+        assert!(packets[0].as_any().is::<PictureLossIndication>());
+    }
+
+    #[test]
+    fn other_rtcp_stops_here() {
+        assert!(inbound(vec![Box::new(ReceiverReport::default())]).is_none());
+    }
+}
