@@ -67,14 +67,14 @@ fn an_accepted_invite_becomes_a_call() {
     );
 }
 
-#[test]
-fn a_declined_invite_ends_the_call_attempt() {
+/// Bob answers with `flag`; alice's call ends with `exit` and sees `answer`.
+fn refused(flag: &str, exit: i32, answer_word: &str) {
     let server = Server::start(&[]);
-    let mut bob = answer(&server.url(), &["--decline"]);
+    let mut bob = answer(&server.url(), &[flag]);
     let mut alice = call(&server.url(), "bob", &[]);
     assert_eq!(
         alice.wait(PATIENCE).code(),
-        Some(3),
+        Some(exit),
         "alice:\n{}",
         alice.seen.join("\n")
     );
@@ -83,26 +83,17 @@ fn a_declined_invite_ends_the_call_attempt() {
         "bob:\n{}",
         bob.seen.join("\n")
     );
-    assert_eq!(alice.events("invite_reply")[0]["answer"], "decline");
+    assert_eq!(alice.events("invite_reply")[0]["answer"], answer_word);
+}
+
+#[test]
+fn a_declined_invite_ends_the_call_attempt() {
+    refused("--decline", 3, "decline");
 }
 
 #[test]
 fn a_busy_callee_says_so() {
-    let server = Server::start(&[]);
-    let mut bob = answer(&server.url(), &["--busy"]);
-    let mut alice = call(&server.url(), "bob", &[]);
-    assert_eq!(
-        alice.wait(PATIENCE).code(),
-        Some(4),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
-    assert_eq!(alice.events("invite_reply")[0]["answer"], "busy");
+    refused("--busy", 4, "busy");
 }
 
 #[test]
