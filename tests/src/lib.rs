@@ -155,6 +155,19 @@ impl Process {
         }
     }
 
+    /// Waits for the exit and asserts its code, showing what the process
+    /// printed when it is not the one expected.
+    pub fn expect_exit(&mut self, code: i32, patience: Duration) {
+        let status = self.wait(patience);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{} exited with {status}; it printed:\n{}",
+            self.name,
+            self.seen.join("\n")
+        );
+    }
+
     /// Stdout events (JSON lines) of one kind seen so far.
     pub fn events(&self, kind: &str) -> Vec<Value> {
         self.seen

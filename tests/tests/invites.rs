@@ -40,16 +40,8 @@ fn an_accepted_invite_becomes_a_call() {
             alice_report.to_str().unwrap(),
         ],
     );
-    assert!(
-        alice.wait(PATIENCE).success(),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
+    alice.expect_exit(0, PATIENCE);
+    bob.expect_exit(0, PATIENCE);
     let invite = &bob.events("invite")[0];
     assert_eq!(invite["from"], "alice");
     assert_eq!(invite["media"], "video");
@@ -72,17 +64,8 @@ fn refused(flag: &str, exit: i32, answer_word: &str) {
     let server = Server::start(&[]);
     let mut bob = answer(&server.url(), &[flag]);
     let mut alice = call(&server.url(), "bob", &[]);
-    assert_eq!(
-        alice.wait(PATIENCE).code(),
-        Some(exit),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
+    alice.expect_exit(exit, PATIENCE);
+    bob.expect_exit(0, PATIENCE);
     assert_eq!(alice.events("invite_reply")[0]["answer"], answer_word);
 }
 
@@ -100,12 +83,7 @@ fn a_busy_callee_says_so() {
 fn calling_an_offline_user_fails_at_once() {
     let server = Server::start(&[]);
     let mut alice = call(&server.url(), "nobody", &[]);
-    assert_eq!(
-        alice.wait(PATIENCE).code(),
-        Some(5),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
+    alice.expect_exit(5, PATIENCE);
     let errors = alice.events("error");
     assert_eq!(
         errors[0]["error"]["detail"]["code"], "offline",
@@ -118,17 +96,8 @@ fn an_unanswered_invite_is_cancelled() {
     let server = Server::start(&[]);
     let mut bob = answer(&server.url(), &["--ignore"]);
     let mut alice = call(&server.url(), "bob", &["--ring-secs", "2"]);
-    assert_eq!(
-        alice.wait(PATIENCE).code(),
-        Some(6),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
+    alice.expect_exit(6, PATIENCE);
     // Bob's phone stops ringing: he got the cancel and exits cleanly.
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
+    bob.expect_exit(0, PATIENCE);
     assert_eq!(bob.events("invite_canceled")[0]["from"], "alice");
 }

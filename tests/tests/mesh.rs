@@ -31,13 +31,7 @@ fn four_peers_each_decode_every_other() {
         peers.push(process);
     }
     for process in &mut peers {
-        let status = process.wait(PATIENCE * 2);
-        assert!(
-            status.success(),
-            "{} failed:\n{}",
-            process.name,
-            process.seen.join("\n")
-        );
+        process.expect_exit(0, PATIENCE * 2);
     }
     for user in USERS {
         let report = report(&scratch.path(&format!("{user}.json")));
@@ -89,16 +83,8 @@ fn a_peer_killed_with_sigkill_leaves_the_others_call_healthy() {
     carol.sigkill();
     // The survivors notice: the server says carol left, her connection goes.
     alice.wait_for_line("\"event\":\"peer_left\",\"session\"", PATIENCE);
-    assert!(
-        alice.wait(PATIENCE).success(),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
+    alice.expect_exit(0, PATIENCE);
+    bob.expect_exit(0, PATIENCE);
     let left: Vec<_> = alice.events("peer_left");
     assert!(left.iter().any(|e| e["user"] == "carol"), "{left:?}");
     // Alice kept decoding bob after the crash, to the end of her call.

@@ -32,16 +32,8 @@ fn chat_and_media_survive_a_signaling_server_restart() {
     server.process.kill();
     std::thread::sleep(Duration::from_secs(2));
     let _server = Server::start_on(port, &[]);
-    assert!(
-        alice.wait(PATIENCE).success(),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
+    alice.expect_exit(0, PATIENCE);
+    bob.expect_exit(0, PATIENCE);
     for (process, me, other) in [(&alice, "alice", "bob"), (&bob, "bob", "alice")] {
         // Both noticed, came back, and found the same connection again.
         assert!(
@@ -100,16 +92,8 @@ fn relay_only_calls_go_through_coturn() {
     let mut alice = join("alice");
     alice.wait_for_line("joined", PATIENCE);
     let mut bob = join("bob");
-    assert!(
-        bob.wait(PATIENCE).success(),
-        "bob:\n{}",
-        bob.seen.join("\n")
-    );
-    assert!(
-        alice.wait(PATIENCE).success(),
-        "alice:\n{}",
-        alice.seen.join("\n")
-    );
+    bob.expect_exit(0, PATIENCE);
+    alice.expect_exit(0, PATIENCE);
     for (me, other) in [("alice", "bob"), ("bob", "alice")] {
         let report = report(&scratch.path(&format!("{me}.json")));
         let peer = peer(&report, other);
