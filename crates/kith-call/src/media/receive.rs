@@ -11,12 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use kith_media::codec::av1::dav1d_decoder::Dav1dDecoder;
-use kith_media::codec::g711::{G711Decoder, G711Law};
-use kith_media::codec::h264::H264Decoder;
-use kith_media::codec::opus::OpusDecoder;
-use kith_media::codec::vpx::VpxDecoder;
-use kith_media::codec::{AudioCodec, AudioDecoder, VideoCodec, VideoDecoder};
+use kith_media::codec::factory;
+use kith_media::codec::{AudioCodec, VideoCodec};
 use kith_media::frame::{AudioFrame, Channels, VideoFrame};
 use kith_media::video::latency_strip;
 use kith_media::video::scale::Scaler;
@@ -193,16 +189,6 @@ async fn pump_video<D: Depacketizer>(
     debug!("video track ended");
 }
 
-fn make_video_decoder(codec: VideoCodec) -> Result<Box<dyn VideoDecoder>, String> {
-    Ok(match codec {
-        VideoCodec::Av1 => Box::new(Dav1dDecoder::new(1).map_err(|e| e.to_string())?),
-        VideoCodec::Vp8 | VideoCodec::Vp9 => {
-            Box::new(VpxDecoder::new(codec).map_err(|e| e.to_string())?)
-        }
-        VideoCodec::H264 => Box::new(H264Decoder::new().map_err(|e| e.to_string())?),
-    })
-}
-
 fn run_video_decoder(
     codec: VideoCodec,
     input: Receiver<DecoderInput>,
@@ -210,10 +196,10 @@ fn run_video_decoder(
     counters: Arc<ReceiveCounters>,
     sink: VideoSinkSettings,
 ) {
-    let mut decoder = match make_video_decoder(codec) {
+    let mut decoder = match factory::video_decoder(codec) {
         Ok(decoder) => decoder,
-        Err(reason) => {
-            warn!(%reason, "cannot decode the incoming video");
+        Err(err) => {
+            warn!(%err, "cannot decode the incoming video");
             return;
         }
     };
@@ -320,18 +306,6 @@ impl Recorder {
 
 // ---------------------------------------------------------------- audio
 
-fn make_audio_decoder(codec: AudioCodec) -> Result<Box<dyn AudioDecoder>, String> {
-    Ok(match codec {
-        AudioCodec::Opus => Box::new(OpusDecoder::new(Channels::Mono).map_err(|e| e.to_string())?),
-        AudioCodec::Pcmu => {
-            Box::new(G711Decoder::new(G711Law::MuLaw, Channels::Mono).map_err(|e| e.to_string())?)
-        }
-        AudioCodec::Pcma => {
-            Box::new(G711Decoder::new(G711Law::ALaw, Channels::Mono).map_err(|e| e.to_string())?)
-        }
-    })
-}
-
 /// Packets lost in a row that are still concealed; a longer gap is silence.
 const MAX_CONCEALED: u16 = 5;
 
@@ -346,10 +320,10 @@ pub async fn receive_audio(
     mixer_input: Sender<AudioFrame>,
     rtcp: RtcpSink,
 ) {
-    let mut decoder = match make_audio_decoder(codec) {
+    let mut decoder = match factory::audio_decoder(codec, Channels::Mono) {
         Ok(decoder) => decoder,
-        Err(reason) => {
-            warn!(%reason, "cannot decode the incoming audio");
+        Err(err) => {
+            warn!(%err, "cannot decode the incoming audio");
             return;
         }
     };

@@ -14,12 +14,8 @@ use kith_media::audio::tone::ToneSource;
 use kith_media::audio::wav::WavSource;
 use kith_media::audio_io::{DeviceChoice, Microphone};
 use kith_media::camera::{Camera, CameraChoice, CameraRequest};
-use kith_media::codec::av1::choose::{Av1Preference, choose_av1_encoder};
-use kith_media::codec::g711::{G711Encoder, G711Law};
-use kith_media::codec::h264::H264Encoder;
-use kith_media::codec::opus::{OpusEncoder, OpusEncoderConfig};
-use kith_media::codec::vpx::{VpxEncoder, VpxEncoderOptions};
-use kith_media::codec::{AudioCodec, AudioEncoder, VideoCodec, VideoEncoder, VideoEncoderConfig};
+use kith_media::codec::factory;
+use kith_media::codec::{AudioCodec, AudioEncoder, VideoCodec, VideoEncoderConfig};
 use kith_media::frame::{AudioFrame, Channels, VideoFrame, now_us};
 use kith_media::pipeline::encoder_thread::{EncoderCommand, EncoderEvent, EncoderThread};
 use kith_media::processing::AudioProcessor;
@@ -200,28 +196,6 @@ impl Drop for VideoSend {
     }
 }
 
-fn make_video_encoder(
-    codec: VideoCodec,
-    config: VideoEncoderConfig,
-) -> Result<Box<dyn VideoEncoder>, CallError> {
-    let encoder: Box<dyn VideoEncoder> = match codec {
-        // libaom's real-time mode: rav1e holds 4 frames back (133 ms at 30 fps) and
-        // manages 5 fps at 720p here (kith-media's bench), so calls use it only when
-        // libaom cannot start. `choose` still steps the size down if libaom is too slow.
-        VideoCodec::Av1 => choose_av1_encoder(config, Av1Preference::Libaom, 2)
-            .or_else(|_| choose_av1_encoder(config, Av1Preference::Rav1e, 2))
-            .map_err(CallError::media("AV1 encoder"))?,
-        VideoCodec::Vp8 | VideoCodec::Vp9 => Box::new(
-            VpxEncoder::new(codec, config, VpxEncoderOptions::default())
-                .map_err(CallError::media("libvpx encoder"))?,
-        ),
-        VideoCodec::H264 => {
-            Box::new(H264Encoder::new(config).map_err(CallError::media("H.264 encoder"))?)
-        }
-    };
-    Ok(encoder)
-}
-
 struct RunningEncoder {
     codec: VideoCodec,
     thread: EncoderThread,
@@ -327,7 +301,7 @@ fn apply_video_control(
                 fps: settings.fps,
                 bitrate_bps: settings.start_bitrate_bps,
             };
-            let encoder = match make_video_encoder(codec, config) {
+            let encoder = match factory::video_encoder(codec, config) {
                 Ok(encoder) => encoder,
                 Err(err) => {
                     warn!(%err, codec = codec.sdp_name(), "cannot start the video encoder");
@@ -512,21 +486,6 @@ struct RunningAudioEncoder {
     payloader: Box<dyn Payloader>,
 }
 
-fn make_audio_encoder(codec: AudioCodec) -> Result<Box<dyn AudioEncoder>, CallError> {
-    Ok(match codec {
-        AudioCodec::Opus => Box::new(
-            OpusEncoder::new(OpusEncoderConfig::default())
-                .map_err(CallError::media("Opus encoder"))?,
-        ),
-        AudioCodec::Pcmu => Box::new(
-            G711Encoder::new(G711Law::MuLaw, 20).map_err(CallError::media("G.711 encoder"))?,
-        ),
-        AudioCodec::Pcma => Box::new(
-            G711Encoder::new(G711Law::ALaw, 20).map_err(CallError::media("G.711 encoder"))?,
-        ),
-    })
-}
-
 fn run_audio_source(
     mut input: AudioInput,
     control: Receiver<AudioControl>,
@@ -549,7 +508,7 @@ fn run_audio_source(
                         continue;
                     }
                     let rtp_codec = audio_rtp_codec(codec);
-                    match (make_audio_encoder(codec), rtp_codec.payloader()) {
+                    match (factory::audio_encoder(codec), rtp_codec.payloader()) {
                         (Ok(encoder), Ok(payloader)) => {
                             let start: u32 = rand::random();
                             encoders.push((

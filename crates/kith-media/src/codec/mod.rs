@@ -1,6 +1,7 @@
 //! One interface for every codec, so the call engine can pick any of them.
 
 pub mod av1;
+pub mod factory;
 pub mod g711;
 pub mod h264;
 pub mod opus;
