@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use kith_proto::{
-    ClientMessage, DisplayName, ErrorCode, IceServer, InviteAnswer, MediaKind, OnlineUser,
-    PROTOCOL_VERSION, PeerInfo, Request, RequestId, RoomId, ServerMessage, SessionId, UserId,
+    CancelReason, ClientMessage, DisplayName, ErrorCode, IceServer, InviteAnswer, MediaKind,
+    OnlineUser, PROTOCOL_VERSION, PeerInfo, Request, RequestId, RoomId, ServerMessage, SessionId,
+    UserId,
 };
 use serde_json::{Map, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -223,6 +224,7 @@ impl Hub {
             let cancel = encode(&ServerMessage::InviteCancel {
                 room: room.clone(),
                 from: session.user.clone(),
+                reason: Some(CancelReason::Canceled),
             });
             let targets = self.sessions_of(callee, None);
             self.broadcast(&targets, &cancel);
@@ -421,6 +423,7 @@ impl Hub {
         let answered_elsewhere = encode(&ServerMessage::InviteCancel {
             room: room.clone(),
             from: caller.clone(),
+            reason: Some(CancelReason::AnsweredElsewhere),
         });
         let my_other_sessions = self.sessions_of(&my_user, Some(key));
         self.broadcast(&my_other_sessions, &answered_elsewhere);
@@ -454,6 +457,7 @@ impl Hub {
         let cancel = encode(&ServerMessage::InviteCancel {
             room,
             from: caller.user.clone(),
+            reason: Some(CancelReason::Canceled),
         });
         self.broadcast(&targets, &cancel);
     }

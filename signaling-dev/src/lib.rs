@@ -5,11 +5,12 @@
 mod config;
 mod connection;
 mod http;
-mod hub;
+pub mod hub;
 mod metrics;
 mod rate;
 mod server;
 
 pub use config::ServerConfig;
+pub use hub::{Hub, HubConfig, Outbound, SessionKey};
 pub use metrics::Metrics;
 pub use server::{Server, ServerError};

@@ -31,6 +31,16 @@ pub enum InviteAnswer {
     Busy,
 }
 
+/// Why an invite stopped ringing (`invite_cancel.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The caller hung up or gave up.
+    Canceled,
+    /// Another session of the callee replied.
+    AnsweredElsewhere,
+}
+
 /// An ICE candidate as a browser's `RTCIceCandidate.toJSON()` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -256,6 +266,10 @@ pub enum ServerMessage {
     InviteCancel {
         room: RoomId,
         from: UserId,
+        /// Kith's addition: why the ringing stopped. Absent means the caller
+        /// cancelled (what any protocol-v1 server means by it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CancelReason>,
     },
     Error {
         code: ErrorCode,

@@ -267,7 +267,8 @@ fn reply_on_one_device_cancels_the_others() {
     ));
     assert!(matches!(
         &out.iter().find(|(k, _)| *k == 3).map(|(_, m)| m),
-        Some(ServerMessage::InviteCancel { from, .. }) if from.as_str() == "alice"
+        Some(ServerMessage::InviteCancel { from, reason: Some(CancelReason::AnsweredElsewhere), .. })
+            if from.as_str() == "alice"
     ));
     // Answered, so alice leaving rings nothing off.
     hub.disconnect(1);

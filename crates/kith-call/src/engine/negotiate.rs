@@ -126,7 +126,7 @@ impl Engine {
                     answer,
                 })
             }
-            ServerMessage::InviteCancel { room, from } => self.emit(CallEvent::InviteCanceled {
+            ServerMessage::InviteCancel { room, from, .. } => self.emit(CallEvent::InviteCanceled {
                 room: room.as_str().to_owned(),
                 from: from.as_str().to_owned(),
             }),

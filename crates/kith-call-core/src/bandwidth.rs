@@ -1,0 +1,199 @@
+//! From the bandwidth estimate to what the shared encoder is told: a
+//! bitrate, and a picture size from a ladder. The group encoder follows the
+//! weakest peer. Sizes step down at once (a congested link cannot wait) but
+//! step up only one rung at a time, after the estimate has cleared the next
+//! rung by a margin for a while, and not soon after a step down: a
+//! see-sawing estimate must not make the picture size oscillate.
+
+use std::time::{Duration, Instant};
+
+/// The lowest bitrate the encoder is asked for.
+pub const MIN_VIDEO_BPS: u32 = 150_000;
+/// What audio and RTP overhead take out of the estimate.
+const AUDIO_RESERVE_BPS: f64 = 60_000.0;
+/// Only this share of the estimate goes to video (headroom for bursts).
+const VIDEO_SHARE: f64 = 0.95;
+/// A bitrate move smaller than 1/20 is noise; each change costs the encoder.
+const BITRATE_DEADBAND: u32 = 20;
+/// How far above a rung's need the target must be to climb to it.
+const UP_MARGIN: f64 = 1.25;
+/// How long the target must stay there.
+const UP_HOLD: Duration = Duration::from_secs(4);
+/// No climb this soon after a step down.
+const AFTER_DOWN_HOLD: Duration = Duration::from_secs(8);
+
+/// Bitrate each picture size needs, largest first.
+const LADDER: [(u32, u32, u32); 4] = [
+    (1_000_000, 1280, 720),
+    (500_000, 960, 540),
+    (250_000, 640, 360),
+    (0, 320, 180),
+];
+
+/// The picture size that suits a bitrate: below what a size needs, the
+/// encoder is better off with fewer pixels than with heavy quantization.
+pub fn size_for_bitrate(bitrate_bps: u32, width: u32, height: u32) -> (u32, u32) {
+    for (needs, w, h) in LADDER {
+        if bitrate_bps >= needs && w <= width && h <= height {
+            return (w, h);
+        }
+    }
+    let smallest = LADDER
+        .iter()
+        .rev()
+        .find(|(_, w, h)| *w <= width && *h <= height);
+    smallest.map_or((width, height), |(_, w, h)| (*w, *h))
+}
+
+/// The next larger size on the ladder than `size`, within the request.
+fn next_up(size: (u32, u32), requested: (u32, u32)) -> Option<((u32, u32), u32)> {
+    LADDER
+        .iter()
+        .rev()
+        .filter(|(_, w, h)| *w <= requested.0 && *h <= requested.1)
+        .find(|(_, w, h)| u64::from(*w) * u64::from(*h) > u64::from(size.0) * u64::from(size.1))
+        .map(|(needs, w, h)| ((*w, *h), *needs))
+}
+
+/// What the encoder should change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderTarget {
+    pub bitrate_bps: Option<u32>,
+    pub size: Option<(u32, u32)>,
+}
+
+/// The policy for one encoder.
+#[derive(Debug, Clone)]
+pub struct BandwidthPolicy {
+    requested: (u32, u32),
+    max_bps: u32,
+    bitrate: u32,
+    size: (u32, u32),
+    /// Since when the target has been high enough for the next rung.
+    climb_since: Option<Instant>,
+    last_down: Option<Instant>,
+}
+
+impl BandwidthPolicy {
+    pub fn new(requested: (u32, u32), start_bps: u32, max_bps: u32) -> Self {
+        Self {
+            requested,
+            max_bps: max_bps.max(MIN_VIDEO_BPS),
+            bitrate: start_bps,
+            size: requested,
+            climb_since: None,
+            last_down: None,
+        }
+    }
+
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    /// A new estimate (the weakest peer's, bits/s) at `now`.
+    pub fn on_estimate(&mut self, now: Instant, estimate_bps: f64) -> EncoderTarget {
+        let target = ((estimate_bps - AUDIO_RESERVE_BPS) * VIDEO_SHARE)
+            .clamp(f64::from(MIN_VIDEO_BPS), f64::from(self.max_bps)) as u32;
+        let mut change = EncoderTarget {
+            bitrate_bps: None,
+            size: None,
+        };
+        if target.abs_diff(self.bitrate) * BITRATE_DEADBAND > self.bitrate {
+            self.bitrate = target;
+            change.bitrate_bps = Some(target);
+        }
+        let fits = size_for_bitrate(target, self.requested.0, self.requested.1);
+        let area = |s: (u32, u32)| u64::from(s.0) * u64::from(s.1);
+        if area(fits) < area(self.size) {
+            self.size = fits;
+            self.climb_since = None;
+            self.last_down = Some(now);
+            change.size = Some(fits);
+            return change;
+        }
+        let Some((up, needs)) = next_up(self.size, self.requested) else {
+            self.climb_since = None;
+            return change;
+        };
+        if f64::from(target) < f64::from(needs) * UP_MARGIN {
+            self.climb_since = None;
+            return change;
+        }
+        let since = *self.climb_since.get_or_insert(now);
+        let settled = self
+            .last_down
+            .is_none_or(|down| now.duration_since(down) >= AFTER_DOWN_HOLD);
+        if now.duration_since(since) >= UP_HOLD && settled {
+            self.size = up;
+            self.climb_since = None;
+            change.size = Some(up);
+        }
+        change
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_follows_bitrate_but_never_exceeds_the_request() {
+        assert_eq!(size_for_bitrate(2_500_000, 1280, 720), (1280, 720));
+        assert_eq!(size_for_bitrate(600_000, 1280, 720), (960, 540));
+        assert_eq!(size_for_bitrate(300_000, 1280, 720), (640, 360));
+        assert_eq!(size_for_bitrate(100_000, 1280, 720), (320, 180));
+        assert_eq!(size_for_bitrate(2_500_000, 640, 360), (640, 360));
+        // An odd request smaller than the ladder keeps its own size.
+        assert_eq!(size_for_bitrate(2_500_000, 176, 144), (176, 144));
+    }
+
+    fn run(policy: &mut BandwidthPolicy, start: Instant, estimates: &[f64]) -> Vec<(u32, u32)> {
+        let mut sizes = Vec::new();
+        for (second, estimate) in estimates.iter().enumerate() {
+            let now = start + Duration::from_secs(second as u64);
+            if let Some(size) = policy.on_estimate(now, *estimate).size {
+                sizes.push(size);
+            }
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_see_sawing_estimate_does_not_make_the_size_oscillate() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let start = Instant::now();
+        // 60 s alternating between 0.6 and 2.5 Mbit/s every second.
+        let estimates: Vec<f64> = (0..60)
+            .map(|s| if s % 2 == 0 { 600_000.0 } else { 2_500_000.0 })
+            .collect();
+        let sizes = run(&mut policy, start, &estimates);
+        assert_eq!(sizes, vec![(960, 540)], "one step down, no climbing back");
+    }
+
+    #[test]
+    fn a_lasting_recovery_climbs_one_rung_at_a_time() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let start = Instant::now();
+        let mut estimates = vec![200_000.0; 3];
+        estimates.extend(vec![3_000_000.0; 40]);
+        let sizes = run(&mut policy, start, &estimates);
+        assert_eq!(
+            sizes,
+            vec![(320, 180), (640, 360), (960, 540), (1280, 720)],
+            "down at once, then up rung by rung"
+        );
+    }
+
+    #[test]
+    fn small_bitrate_moves_are_ignored() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_000_000, 4_000_000);
+        let now = Instant::now();
+        // (2.16M - 60k) * 0.95 = 1.995M: within 5 % of 2M.
+        assert_eq!(policy.on_estimate(now, 2_160_000.0).bitrate_bps, None);
+        assert!(policy.on_estimate(now, 1_000_000.0).bitrate_bps.is_some());
+    }
+}
