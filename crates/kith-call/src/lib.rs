@@ -23,6 +23,7 @@ pub use engine::{Call, CallConfig, size_for_bitrate};
 pub use error::CallError;
 pub use events::{CallEvent, CallSummary, PeerSummary};
 pub use media::send::VideoSendSettings;
+pub use media::sinks::{AudioLevel, LatestFrame, ParticipantMedia, VideoSink, Y4mRecorder};
 pub use media::sources::{AudioSourceSpec, VideoSourceSpec};
 pub use signaling::SignalingConfig;
 pub use stats::{PeerStats, Percentiles};

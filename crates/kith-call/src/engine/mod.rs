@@ -31,10 +31,11 @@ use crate::codecs::{AUDIO_CODECS, VIDEO_CODECS, audio_report_name, ordered};
 use crate::error::CallError;
 use crate::events::{CallEvent, CallSummary, PeerSummary};
 use crate::media::mixer::{Mixer, MixerOutputs};
-use crate::media::receive::{VideoSinkSettings, receive_audio, receive_video};
+use crate::media::receive::{receive_audio, receive_video};
 use crate::media::send::{
     AudioSend, SendCounters, UNIT_BACKLOG, UnitSender, VideoSend, VideoSendSettings,
 };
+use crate::media::sinks::{AudioLevel, ParticipantMedia, VideoSink, Y4mRecorder};
 use crate::media::sources::AudioSourceSpec;
 use crate::negotiation::{candidate_from_wire, candidate_to_wire, ice_ufrag, is_polite};
 use crate::peer::{

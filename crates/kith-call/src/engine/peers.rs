@@ -270,13 +270,15 @@ impl Engine {
                         suffixed(path, &user)
                     }
                 });
-                let sink = VideoSinkSettings {
-                    record_y4m,
-                    fps: self.config.video.fps,
-                };
+                // The driver keeps the handles; this engine has no UI to give them to.
+                let media = ParticipantMedia::default();
+                let mut sinks: Vec<Box<dyn VideoSink>> = vec![Box::new(media.video.clone())];
+                if let Some(path) = record_y4m {
+                    sinks.push(Box::new(Y4mRecorder::new(path, self.config.video.fps)));
+                }
                 let rtcp = keyframe_forwarder(id, self.peer_events.clone());
                 let task = tokio::spawn(
-                    receive_video(track, video_codec, ssrc, counters, sink, rtcp).instrument(span),
+                    receive_video(track, video_codec, ssrc, counters, sinks, rtcp).instrument(span),
                 );
                 ("video", video_codec.sdp_name().to_owned(), task)
             }
@@ -289,8 +291,10 @@ impl Engine {
                 };
                 let input = self.mixer.add_input();
                 let rtcp = keyframe_forwarder(id, self.peer_events.clone());
+                let level = AudioLevel::new();
                 let task = tokio::spawn(
-                    receive_audio(track, audio_codec, counters, input, rtcp).instrument(span),
+                    receive_audio(track, audio_codec, counters, input, level, rtcp)
+                        .instrument(span),
                 );
                 ("audio", audio_report_name(audio_codec).to_owned(), task)
             }

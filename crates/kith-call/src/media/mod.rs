@@ -5,4 +5,5 @@ pub mod assembler;
 pub mod mixer;
 pub mod receive;
 pub mod send;
+pub mod sinks;
 pub mod sources;

@@ -4,7 +4,6 @@
 //! the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
 //! go on.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,10 +12,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use kith_media::codec::factory;
 use kith_media::codec::{AudioCodec, VideoCodec};
-use kith_media::frame::{AudioFrame, Channels, VideoFrame};
+use kith_media::frame::{AudioFrame, Channels};
 use kith_media::video::latency_strip;
-use kith_media::video::scale::Scaler;
-use kith_media::video::y4m_file::Y4mSink;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::av1::Av1Depacketizer;
 use rtc::rtp::codec::h264::H264Packet;
@@ -24,19 +21,12 @@ use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::codec::vp9::Vp9Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::media::assembler::{Assembled, FrameAssembler};
+use crate::media::sinks::{AudioLevel, VideoSink};
 use crate::stats::{FreezeDetector, ReceiveCounters};
-
-/// Where decoded video of one peer goes besides the counters.
-#[derive(Debug, Clone, Default)]
-pub struct VideoSinkSettings {
-    /// Record every decoded frame (scaled to the first frame's size).
-    pub record_y4m: Option<PathBuf>,
-    pub fps: u32,
-}
 
 /// Where RTCP that arrives on a remote track goes (webrtc-rs may route
 /// feedback about our own streams here).
@@ -65,7 +55,7 @@ pub async fn receive_video(
     codec: VideoCodec,
     media_ssrc: u32,
     counters: Arc<ReceiveCounters>,
-    sink: VideoSinkSettings,
+    sinks: Vec<Box<dyn VideoSink>>,
     rtcp: RtcpSink,
 ) {
     let (frames_tx, frames_rx) = bounded::<DecoderInput>(DECODE_QUEUE);
@@ -73,7 +63,7 @@ pub async fn receive_video(
     let decoder_counters = Arc::clone(&counters);
     let decoder = std::thread::Builder::new()
         .name(format!("decode-{}", codec.sdp_name()))
-        .spawn(move || run_video_decoder(codec, frames_rx, pli_tx, decoder_counters, sink));
+        .spawn(move || run_video_decoder(codec, frames_rx, pli_tx, decoder_counters, sinks));
     if let Err(err) = decoder {
         warn!(%err, "cannot start the video decoder thread");
         return;
@@ -194,7 +184,7 @@ fn run_video_decoder(
     input: Receiver<DecoderInput>,
     pli: mpsc::UnboundedSender<()>,
     counters: Arc<ReceiveCounters>,
-    sink: VideoSinkSettings,
+    mut sinks: Vec<Box<dyn VideoSink>>,
 ) {
     let mut decoder = match factory::video_decoder(codec) {
         Ok(decoder) => decoder,
@@ -203,7 +193,6 @@ fn run_video_decoder(
             return;
         }
     };
-    let mut recorder = Recorder::new(sink);
     let mut freezes = FreezeDetector::default();
     // Until a keyframe has decoded there is nothing to build on.
     let mut need_keyframe = true;
@@ -229,7 +218,9 @@ fn run_video_decoder(
                 if freezes.frame(Instant::now()) {
                     counters.freezes.fetch_add(1, Ordering::Relaxed);
                 }
-                recorder.write(&frame);
+                for sink in &mut sinks {
+                    sink.frame(&frame);
+                }
             }
             Ok(None) => {}
             Err(err) => {
@@ -240,66 +231,6 @@ fn run_video_decoder(
                 need_keyframe = true;
                 let _ = pli.send(());
             }
-        }
-    }
-}
-
-/// Writes decoded frames to a Y4M file at the size of the first frame.
-struct Recorder {
-    settings: VideoSinkSettings,
-    sink: Option<(Y4mSink, (u32, u32))>,
-    scaler: Scaler,
-    failed: bool,
-}
-
-impl Recorder {
-    fn new(settings: VideoSinkSettings) -> Self {
-        Self {
-            settings,
-            sink: None,
-            scaler: Scaler::default(),
-            failed: false,
-        }
-    }
-
-    fn write(&mut self, frame: &VideoFrame) {
-        let Some(path) = self.settings.record_y4m.clone() else {
-            return;
-        };
-        if self.failed {
-            return;
-        }
-        if self.sink.is_none() {
-            match Y4mSink::create(&path, frame.width, frame.height, self.settings.fps.max(1)) {
-                Ok(sink) => {
-                    info!(path = %path.display(), width = frame.width, height = frame.height, "recording video");
-                    self.sink = Some((sink, (frame.width, frame.height)));
-                }
-                Err(err) => {
-                    warn!(%err, "cannot record video");
-                    self.failed = true;
-                    return;
-                }
-            }
-        }
-        let Some((sink, (width, height))) = &mut self.sink else {
-            return;
-        };
-        let (width, height) = (*width, *height);
-        let result = if (frame.width, frame.height) == (width, height) {
-            sink.write(frame)
-        } else {
-            match self.scaler.scale(frame, width, height) {
-                Ok(scaled) => sink.write(&scaled),
-                Err(err) => {
-                    debug!(%err, "cannot scale a frame for the recording");
-                    return;
-                }
-            }
-        };
-        if let Err(err) = result {
-            warn!(%err, "recording stopped");
-            self.failed = true;
         }
     }
 }
@@ -318,6 +249,7 @@ pub async fn receive_audio(
     codec: AudioCodec,
     counters: Arc<ReceiveCounters>,
     mixer_input: Sender<AudioFrame>,
+    level: AudioLevel,
     rtcp: RtcpSink,
 ) {
     let mut decoder = match factory::audio_decoder(codec, Channels::Mono) {
@@ -365,6 +297,7 @@ pub async fn receive_audio(
             Err(err) => debug!(%err, "audio packet did not decode"),
         }
         for frame in frames {
+            level.update(&frame);
             match mixer_input.try_send(frame) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => return,

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::codecs::{audio_rtp_codec, video_rtp_codec};
 use crate::error::CallError;
+use crate::media::sinks::{LatestFrame, VideoSink};
 use crate::media::sources::{AudioSourceSpec, VideoSourceSpec};
 
 /// RTP payload bytes per packet: 1200-byte packets leave room for the RTP
@@ -86,6 +87,7 @@ pub struct VideoSend {
     enabled: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     settings: VideoSendSettings,
+    preview: LatestFrame,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -128,6 +130,8 @@ impl VideoSend {
         let thread_enabled = Arc::clone(&enabled);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let preview = LatestFrame::new();
+        let thread_preview = preview.clone();
         let thread = std::thread::Builder::new()
             .name("video-source".into())
             .spawn(move || {
@@ -137,6 +141,7 @@ impl VideoSend {
                     control_rx,
                     thread_enabled,
                     thread_stop,
+                    thread_preview,
                     counters,
                 )
             })
@@ -146,6 +151,7 @@ impl VideoSend {
             enabled,
             stop,
             settings,
+            preview,
             thread: Some(thread),
         }))
     }
@@ -185,6 +191,11 @@ impl VideoSend {
     pub fn settings(&self) -> &VideoSendSettings {
         &self.settings
     }
+
+    /// What the camera sees, as sent (nothing while it is off).
+    pub fn preview(&self) -> LatestFrame {
+        self.preview.clone()
+    }
 }
 
 impl Drop for VideoSend {
@@ -208,6 +219,7 @@ fn run_video_source(
     control: Receiver<VideoControl>,
     enabled: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    mut preview: LatestFrame,
     counters: Arc<SendCounters>,
 ) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
@@ -265,6 +277,7 @@ fn run_video_source(
         if !enabled.load(Ordering::Relaxed) {
             continue;
         }
+        preview.frame(&frame);
         for encoder in &encoders {
             encoder.thread.push(frame.clone());
         }
