@@ -1,16 +1,38 @@
-//! The Kith call engine: signaling client, peer connections (webrtc-rs),
-//! the media pipeline between kith-media and RTP, chat, stats and a typed
-//! event API. Knows nothing of any UI.
+//! The Kith call engine an app embeds: the signaling client, peer
+//! connections (webrtc-rs), the media pipeline between kith-media and RTP,
+//! frame sinks, stats and a typed event API. Knows nothing of any UI.
 //!
-//! Start a [`Call`] with a [`CallConfig`], tell it what to do (join, invite,
-//! chat) and read [`CallEvent`]s; [`Call::finish`] returns a
-//! [`CallSummary`].
+//! Every decision is made by [`kith_call_core::CallCore`] (no I/O, tested on
+//! simulated time); this crate is its driver. Start a [`Call`] with a
+//! [`CallConfig`], tell it what to do (join, ring, answer, mute, chat, switch
+//! devices), read its [`CallEvent`]s, draw its [`LatestFrame`]s;
+//! [`Call::finish`] returns a [`CallSummary`].
+//!
+//! ## The frame path
+//!
+//! Camera to wire: a source ([`media::sources`]: camera, synthetic, Y4M) is
+//! read by the video source thread in [`media::send`], which also feeds the
+//! self-view [`LatestFrame`]; one encoder thread per negotiated codec
+//! (kith-media's `codec::factory`) encodes once for the whole call; the
+//! packetizer splits each frame into RTP payloads once and broadcasts them;
+//! each peer's RTP writer (`peer::write_units`) stamps its own SSRC and
+//! sequence numbers and hands them to webrtc-rs (SRTP, NACK, TWCC, pacing).
+//! Audio takes the same way from [`media::send`]'s audio thread (microphone
+//! through the echo canceller, tone or WAV) through Opus or G.711.
+//!
+//! Wire to screen: webrtc-rs delivers each remote track's RTP to
+//! [`media::receive`]; [`media::assembler`] reorders packets and releases
+//! whole frames (the video jitter buffer); a decoder thread per track
+//! decodes them and hands every frame to the sinks of [`media::sinks`] (the
+//! participant's [`LatestFrame`], a [`Y4mRecorder`]), measuring
+//! glass-to-glass latency from the latency strip. Audio is decoded per
+//! packet (with FEC and concealment), measured by [`AudioLevel`] and mixed
+//! by [`media::mixer`] into the speakers, the echo canceller's far end and
+//! a WAV recording.
 
-pub mod chat;
 pub mod codecs;
-mod engine;
+mod driver;
 pub mod error;
-pub mod events;
 pub mod media;
 pub mod negotiation;
 mod peer;
@@ -18,12 +40,14 @@ mod rtcp_filter;
 pub mod signaling;
 pub mod stats;
 
-pub use chat::{ChatCounts, ChatMessage};
-pub use engine::{Call, CallConfig, size_for_bitrate};
+pub use driver::{Call, CallConfig, CallEvents, Participant};
 pub use error::CallError;
-pub use events::{CallEvent, CallSummary, PeerSummary};
+pub use kith_call_core::{
+    CallEvent, CallSnapshot, CallSummary, ChatCounts, ChatMessage, DeviceKind, DeviceProblem,
+    InviteEnd, LeaveReason, MissedReason, PeerStats, PeerSummary, Percentiles, ReconnectCause,
+    RingOutcome, TrackKind, size_for_bitrate,
+};
 pub use media::send::VideoSendSettings;
 pub use media::sinks::{AudioLevel, LatestFrame, ParticipantMedia, VideoSink, Y4mRecorder};
 pub use media::sources::{AudioSourceSpec, VideoSourceSpec};
 pub use signaling::SignalingConfig;
-pub use stats::{PeerStats, Percentiles};

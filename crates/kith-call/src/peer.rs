@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kith_media::codec::{AudioCodec, VideoCodec};
-use kith_proto::{IceServer, RoomId, SessionId, UserId};
+use kith_proto::IceServer;
 use rtc::interceptor::Gcc;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -23,7 +23,7 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::statistics::report::RTCStatsReportEntry;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::TrackLocalEvent;
@@ -42,12 +42,9 @@ use crate::codecs::{
 use crate::error::CallError;
 use crate::media::send::{MediaUnit, UnitReceiver};
 use crate::rtcp_filter;
-use crate::stats::ReceiveCounters;
 
-/// The engine's name for a peer connection; stable while the remote's
-/// signaling session changes under it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u64);
+/// The core's name for a peer connection.
+pub use kith_call_core::LinkId as PeerId;
 
 /// What a peer connection reports to the engine.
 #[derive(Clone)]
@@ -63,6 +60,8 @@ pub enum PeerEvent {
     ChatClosed,
     /// The peer asked for a keyframe of the stream with this SSRC.
     KeyframeRequest(u32),
+    /// Our RTP writer for this peer needs a keyframe (it starts, or fell behind).
+    WriterNeedsKeyframe,
 }
 
 impl std::fmt::Debug for PeerEvent {
@@ -78,6 +77,7 @@ impl std::fmt::Debug for PeerEvent {
             PeerEvent::ChatText(_) => f.write_str("ChatText"),
             PeerEvent::ChatClosed => f.write_str("ChatClosed"),
             PeerEvent::KeyframeRequest(ssrc) => write!(f, "KeyframeRequest({ssrc})"),
+            PeerEvent::WriterNeedsKeyframe => f.write_str("WriterNeedsKeyframe"),
         }
     }
 }
@@ -502,24 +502,4 @@ pub async fn transport_stats(pc: &Arc<dyn PeerConnection>) -> TransportStats {
         }
     }
     out
-}
-
-/// Identity of the remote end of a link.
-#[derive(Debug, Clone)]
-pub struct Remote {
-    pub room: RoomId,
-    pub session: SessionId,
-    pub user: UserId,
-}
-
-/// Logs and ignores a failed close: the connection is being dropped anyway.
-pub async fn close(pc: &Arc<dyn PeerConnection>) {
-    if let Err(err) = pc.close().await {
-        warn!(%err, "closing a peer connection failed");
-    }
-}
-
-/// Counters shared with a link's receive tasks.
-pub fn new_counters() -> Arc<ReceiveCounters> {
-    Arc::new(ReceiveCounters::default())
 }

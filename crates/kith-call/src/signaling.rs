@@ -1,20 +1,23 @@
 //! The signaling client: one WebSocket to the server speaking protocol v1,
 //! reconnecting with backoff when it drops. What to do after a reconnect
-//! (rejoin rooms, rebind peers) is the engine's business; this module only
-//! keeps a connection and reports what happens on it.
+//! (rejoin rooms, rebind peers) is the call core's business; this module only
+//! keeps a connection and reports what happens on it. When every handle is
+//! dropped it sends what is still queued, closes the socket and ends, so a
+//! caller that awaits its task knows the last message (a cancel, a leave)
+//! went out.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use kith_call_core::Outgoing;
 use kith_proto::{
     ClientMessage, DisplayName, ErrorCode, IceServer, OnlineUser, ServerMessage, SessionId, UserId,
     parse_server_message,
 };
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info, warn};
-
-use crate::error::CallError;
+use tracing::{Instrument, debug, info, warn};
 
 /// Who we are and where the server is.
 #[derive(Debug, Clone)]
@@ -42,20 +45,22 @@ pub enum SignalingEvent {
         reason: String,
         retry_in: Duration,
     },
-    /// The server refused us for good (wrong token): no more retries.
-    Refused(CallError),
+    /// The server refused our token: no more retries.
+    Refused {
+        message: String,
+    },
 }
 
 /// Sends messages to the server. Dropping every handle closes the connection.
 #[derive(Debug, Clone)]
 pub struct SignalingHandle {
-    outgoing: mpsc::UnboundedSender<ClientMessage>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl SignalingHandle {
-    /// Queues a message; while disconnected it is dropped (the engine
-    /// restates what matters after the next `Connected`).
-    pub fn send(&self, message: ClientMessage) {
+    /// Queues a message; while disconnected it is dropped (the core restates
+    /// what matters after the next `Connected`).
+    pub fn send(&self, message: Outgoing) {
         let _ = self.outgoing.send(message);
     }
 }
@@ -64,34 +69,35 @@ const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(4);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the client on the current tokio runtime.
+/// Starts the client on the current tokio runtime. The task ends after every
+/// handle is dropped and what was queued has been sent.
 pub fn spawn(
     config: SignalingConfig,
     events: mpsc::UnboundedSender<SignalingEvent>,
-) -> SignalingHandle {
+) -> (SignalingHandle, JoinHandle<()>) {
     let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(config, events, outgoing_rx));
-    SignalingHandle { outgoing }
+    let task = tokio::spawn(run(config, events, outgoing_rx).in_current_span());
+    (SignalingHandle { outgoing }, task)
 }
 
 enum Ended {
     /// Every handle is gone: stop.
     Closed,
     Lost(String),
-    Refused(CallError),
+    Refused(String),
 }
 
 async fn run(
     config: SignalingConfig,
     events: mpsc::UnboundedSender<SignalingEvent>,
-    mut outgoing: mpsc::UnboundedReceiver<ClientMessage>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let mut retry = FIRST_RETRY;
     loop {
         match connect_once(&config, &events, &mut outgoing, &mut retry).await {
             Ended::Closed => return,
-            Ended::Refused(err) => {
-                let _ = events.send(SignalingEvent::Refused(err));
+            Ended::Refused(message) => {
+                let _ = events.send(SignalingEvent::Refused { message });
                 return;
             }
             Ended::Lost(reason) => {
@@ -105,9 +111,9 @@ async fn run(
                 {
                     return;
                 }
-                // Sleep, but drop what the engine sends meanwhile (stale offers and
+                // Sleep, but drop what the core sends meanwhile (stale offers and
                 // candidates would go to sessions that no longer exist) and stop
-                // at once if the engine goes away.
+                // at once if the core goes away.
                 let sleep = tokio::time::sleep(retry);
                 tokio::pin!(sleep);
                 loop {
@@ -127,7 +133,7 @@ async fn run(
 async fn connect_once(
     config: &SignalingConfig,
     events: &mpsc::UnboundedSender<SignalingEvent>,
-    outgoing: &mut mpsc::UnboundedReceiver<ClientMessage>,
+    outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
     retry: &mut Duration,
 ) -> Ended {
     let connect = tokio::time::timeout(
@@ -139,10 +145,13 @@ async fn connect_once(
         Ok(Err(err)) => return Ended::Lost(format!("cannot connect to {}: {err}", config.url)),
         Err(_) => return Ended::Lost(format!("no answer from {} in 5 s", config.url)),
     };
-    let hello = ClientMessage::Hello {
-        user: config.user.clone(),
-        name: config.name.clone(),
-        token: config.token.clone(),
+    let hello = Outgoing {
+        message: ClientMessage::Hello {
+            user: config.user.clone(),
+            name: config.name.clone(),
+            token: config.token.clone(),
+        },
+        id: None,
     };
     if let Err(ended) = send(&mut socket, &hello).await {
         return ended;
@@ -178,7 +187,7 @@ async fn connect_once(
                         }
                     }
                     ServerMessage::Error { code: ErrorCode::Unauthorized, message, .. } if !welcomed => {
-                        return Ended::Refused(CallError::Server { code: ErrorCode::Unauthorized.as_str().to_owned(), message });
+                        return Ended::Refused(message);
                     }
                     other => {
                         debug!(kind = ?std::mem::discriminant(&other), "signaling message");
@@ -190,11 +199,12 @@ async fn connect_once(
             }
             message = outgoing.recv() => {
                 let Some(message) = message else {
+                    // Everything queued before the last handle went has been sent.
                     let _ = socket.close(None).await;
                     return Ended::Closed;
                 };
                 if !welcomed {
-                    // Nothing but hello may precede welcome; the engine restates
+                    // Nothing but hello may precede welcome; the core restates
                     // its rooms after `Connected` anyway.
                     continue;
                 }
@@ -206,14 +216,43 @@ async fn connect_once(
     }
 }
 
-async fn send<S>(socket: &mut S, message: &ClientMessage) -> Result<(), Ended>
+/// The wire text of a message, with its request id when it has one.
+fn wire_text(message: &Outgoing) -> Result<String, serde_json::Error> {
+    let mut json = serde_json::to_value(&message.message)?;
+    if let (Some(id), Some(object)) = (&message.id, json.as_object_mut()) {
+        object.insert("id".to_owned(), serde_json::Value::from(id.as_str()));
+    }
+    serde_json::to_string(&json)
+}
+
+async fn send<S>(socket: &mut S, message: &Outgoing) -> Result<(), Ended>
 where
     S: SinkExt<Message> + Unpin,
     S::Error: std::fmt::Display,
 {
-    let text = serde_json::to_string(message).map_err(|err| Ended::Lost(err.to_string()))?;
+    let text = wire_text(message).map_err(|err| Ended::Lost(err.to_string()))?;
     socket
         .send(Message::text(text))
         .await
         .map_err(|err| Ended::Lost(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_proto::{RequestId, RoomId, parse_client_message};
+
+    #[test]
+    fn a_request_id_goes_on_the_wire_as_id() {
+        let outgoing = Outgoing {
+            message: ClientMessage::Join {
+                room: RoomId::new("r1").expect("room"),
+            },
+            id: Some(RequestId::new("k7").expect("id")),
+        };
+        let text = wire_text(&outgoing).expect("serializes");
+        let request = parse_client_message(&text).expect("parses");
+        assert_eq!(request.id.as_ref().map(RequestId::as_str), Some("k7"));
+        assert_eq!(request.message, outgoing.message);
+    }
 }

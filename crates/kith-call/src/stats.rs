@@ -1,12 +1,11 @@
-//! Per-peer statistics: counters the media threads bump, the freeze rule,
-//! latency percentiles, and the snapshot the engine publishes every second.
+//! Per-peer counters the media threads bump and the freeze rule; the
+//! driver reads them every second (the published shapes are kith-call-core's).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 
 /// Counters of what one remote peer sent us. Written by that peer's receive
 /// threads, read by the engine's stats tick.
@@ -17,7 +16,10 @@ pub struct ReceiveCounters {
     pub frames_decoded: AtomicU64,
     pub decode_errors: AtomicU64,
     pub freezes: AtomicU64,
+    /// PLI we sent (the decoder needed a keyframe).
     pub keyframe_requests: AtomicU64,
+    /// PLI/FIR the peer sent us for our video.
+    pub keyframe_requests_received: AtomicU64,
     pub audio_packets: AtomicU64,
     pub audio_bytes: AtomicU64,
     /// Set once, by the first decoded frame.
@@ -86,51 +88,6 @@ impl FreezeDetector {
     }
 }
 
-/// p50 and p95 of a set of millisecond values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-}
-
-impl Percentiles {
-    pub fn of(values: &[u32]) -> Option<Self> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut sorted = values.to_vec();
-        sorted.sort_unstable();
-        let at = |q: f64| f64::from(sorted[((sorted.len() - 1) as f64 * q).round() as usize]);
-        Some(Self {
-            p50: at(0.5),
-            p95: at(0.95),
-        })
-    }
-}
-
-/// One peer's state, published every second.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PeerStats {
-    pub session: String,
-    pub user: String,
-    pub connected: bool,
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-    pub candidate_type: Option<String>,
-    pub rtt_ms: Option<f64>,
-    pub bitrate_in_kbps: f64,
-    pub bitrate_out_kbps: f64,
-    pub packets_lost: i64,
-    pub jitter_ms: Option<f64>,
-    pub fps_sent: f64,
-    pub fps_received: f64,
-    pub frames_decoded: u64,
-    pub freezes: u64,
-    pub estimated_bandwidth_kbps: Option<f64>,
-    pub glass_to_glass_ms: Option<Percentiles>,
-    pub audio_packets_received: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,12 +110,4 @@ mod tests {
         assert!(detector.frame(at));
     }
 
-    #[test]
-    fn percentiles_of_known_values() {
-        let values: Vec<u32> = (1..=100).collect();
-        let p = Percentiles::of(&values).expect("values");
-        assert_eq!(p.p50, 51.0);
-        assert_eq!(p.p95, 95.0);
-        assert!(Percentiles::of(&[]).is_none());
-    }
 }

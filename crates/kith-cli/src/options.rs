@@ -181,6 +181,7 @@ impl CallOptions {
             record_y4m: self.record_y4m.clone(),
             record_wav: self.record_wav.clone(),
             speakers: self.speakers || self.audio == AudioSourceSpec::Mic,
+            auto_busy: true,
         }
     }
 }

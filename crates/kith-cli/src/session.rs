@@ -1,4 +1,6 @@
-//! Running one command: connect, ring or answer, stay in the call, report.
+//! Running one command on the call engine: connect, ring or answer, stay in
+//! the call, report. The rules (what ends a ring, when a room is joined,
+//! flushing the last messages) are the engine's; this only reads events.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -6,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kith_call::{Call, CallEvent, CallSummary};
+use kith_call::{Call, CallEvent, CallEvents, CallSummary, RingOutcome};
 use kith_proto::{InviteAnswer, MediaKind, RoomId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,49 +46,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match &cli.command {
         Command::Online => {
             // `SignalingConnected` (printed) carried the list.
-            let _ = call.finish().await;
+            call.finish().await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Join { room, .. } => {
-            call.join(room.clone())?;
+            call.join(room.clone()).await?;
             in_call(&call, &mut events, &options, &mut out).await?
         }
         Command::Call {
             callee, ring_secs, ..
         } => {
-            let room = RoomId::new(format!(
-                "call-{}-{}",
-                cli.user.as_str(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ))
-            .context("room name")?;
             let media = if options.video == kith_call::VideoSourceSpec::None {
                 MediaKind::Audio
             } else {
                 MediaKind::Video
             };
-            call.invite(room.clone(), callee.clone(), media)?;
-            match ring(
-                &mut events,
-                &mut out,
-                &room,
-                Duration::from_secs(*ring_secs),
-            )
-            .await?
-            {
-                Ring::Accepted => {
-                    call.join(room)?;
-                    in_call(&call, &mut events, &options, &mut out).await?
-                }
-                Ring::Answered(InviteAnswer::Decline) => status::DECLINED,
-                Ring::Answered(_) => status::BUSY,
-                Ring::Offline => status::OFFLINE,
-                Ring::NoAnswer => {
-                    call.cancel_invite(room, callee.clone())?;
-                    // Let the cancel reach the server before we hang up.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    status::NO_ANSWER
-                }
+            let room = call
+                .ring(callee.clone(), media, Duration::from_secs(*ring_secs))
+                .await?;
+            match ring_outcome(&mut events, &mut out, &room).await? {
+                // The engine joins the room on accept.
+                RingOutcome::Accepted => in_call(&call, &mut events, &options, &mut out).await?,
+                RingOutcome::Declined => status::DECLINED,
+                RingOutcome::Busy => status::BUSY,
+                RingOutcome::Offline => status::OFFLINE,
+                RingOutcome::NoAnswer | RingOutcome::Canceled => status::NO_ANSWER,
             }
         }
         Command::Answer {
@@ -96,22 +80,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_secs,
             ..
         } => {
-            let Some((room, from)) =
-                wait_invite(&mut events, &mut out, Duration::from_secs(*wait_secs)).await?
-            else {
-                let _ = call.finish().await;
+            let patience = Duration::from_secs(*wait_secs);
+            let Some(room) = wait_invite(&mut events, &mut out, patience).await? else {
+                call.finish().await?;
                 return Ok(ExitCode::from(status::NO_ANSWER));
             };
             if *ignore {
-                let canceled = wait_cancel(
-                    &mut events,
-                    &mut out,
-                    &room,
-                    Duration::from_secs(*wait_secs),
-                )
-                .await?;
-                let _ = call.finish().await;
-                return Ok(ExitCode::from(if canceled {
+                let stopped = wait_ring_stopped(&mut events, &mut out, &room, patience).await?;
+                call.finish().await?;
+                return Ok(ExitCode::from(if stopped {
                     status::OK
                 } else {
                     status::NO_ANSWER
@@ -122,16 +99,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (_, true) => InviteAnswer::Busy,
                 _ => InviteAnswer::Accept,
             };
-            call.reply_invite(room.clone(), from, answer)?;
+            // Accepting joins the room.
+            call.answer(room, answer).await?;
             if answer == InviteAnswer::Accept {
-                call.join(room)?;
                 in_call(&call, &mut events, &options, &mut out).await?
             } else {
-                tokio::time::sleep(Duration::from_millis(300)).await;
                 status::OK
             }
         }
     };
+    // Finishing makes sure the server heard our last words.
     let summary = call.finish().await?;
     // Events emitted while finishing (peers leaving) still get printed.
     while let Ok(event) = events.try_recv() {
@@ -177,17 +154,30 @@ fn call_worked(summary: &CallSummary, expected: usize) -> bool {
             .all(|p| p.frames_decoded > 0 || p.audio_packets_received > 0)
 }
 
-async fn wait_connected(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+/// The next event, printed; `None` when `deadline` passes first.
+async fn next_event(
+    events: &mut CallEvents,
     out: &mut Output,
-) -> anyhow::Result<()> {
+    deadline: Option<Instant>,
+) -> anyhow::Result<Option<CallEvent>> {
+    let event = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(event) => event,
+            Err(_) => return Ok(None),
+        },
+        None => events.recv().await,
+    };
+    let event = event.context("the call engine stopped")?;
+    out.event(&event)?;
+    Ok(Some(event))
+}
+
+async fn wait_connected(events: &mut CallEvents, out: &mut Output) -> anyhow::Result<()> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .context("no answer from the signaling server in 15 s (is it running? see --server)")?
-            .context("the call engine stopped")?;
-        out.event(&event)?;
+        let Some(event) = next_event(events, out, Some(deadline)).await? else {
+            bail!("no answer from the signaling server in 15 s (is it running? see --server)");
+        };
         match event {
             CallEvent::SignalingConnected { .. } => return Ok(()),
             CallEvent::Error { error } => bail!("{error}"),
@@ -196,81 +186,50 @@ async fn wait_connected(
     }
 }
 
-enum Ring {
-    Accepted,
-    Answered(InviteAnswer),
-    Offline,
-    NoAnswer,
-}
-
-async fn ring(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+/// How our ringing of `room` ended (the engine times it out itself).
+async fn ring_outcome(
+    events: &mut CallEvents,
     out: &mut Output,
     room: &RoomId,
-    patience: Duration,
-) -> anyhow::Result<Ring> {
-    let deadline = Instant::now() + patience;
+) -> anyhow::Result<RingOutcome> {
     loop {
-        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
-            return Ok(Ring::NoAnswer);
-        };
-        let event = event.context("the call engine stopped")?;
-        out.event(&event)?;
-        match event {
-            CallEvent::InviteReply {
-                room: r, answer, ..
-            } if r == room.as_str() => {
-                return Ok(if answer == InviteAnswer::Accept {
-                    Ring::Accepted
-                } else {
-                    Ring::Answered(answer)
-                });
-            }
-            CallEvent::Error {
-                error: kith_call::CallError::Server { code, .. },
-            } if code == "offline" => {
-                return Ok(Ring::Offline);
-            }
-            _ => {}
+        if let Some(CallEvent::RingEnded {
+            room: r, outcome, ..
+        }) = next_event(events, out, None).await?
+            && r == *room
+        {
+            return Ok(outcome);
         }
     }
 }
 
 async fn wait_invite(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    events: &mut CallEvents,
     out: &mut Output,
     patience: Duration,
-) -> anyhow::Result<Option<(RoomId, kith_proto::UserId)>> {
+) -> anyhow::Result<Option<RoomId>> {
     let deadline = Instant::now() + patience;
     loop {
-        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
-            return Ok(None);
-        };
-        let event = event.context("the call engine stopped")?;
-        out.event(&event)?;
-        if let CallEvent::Invite { room, from, .. } = event {
-            return Ok(Some((RoomId::new(room)?, kith_proto::UserId::new(from)?)));
+        match next_event(events, out, Some(deadline)).await? {
+            None => return Ok(None),
+            Some(CallEvent::Invite { room, .. }) => return Ok(Some(room)),
+            Some(_) => {}
         }
     }
 }
 
-async fn wait_cancel(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+async fn wait_ring_stopped(
+    events: &mut CallEvents,
     out: &mut Output,
     room: &RoomId,
     patience: Duration,
 ) -> anyhow::Result<bool> {
     let deadline = Instant::now() + patience;
     loop {
-        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
-            return Ok(false);
-        };
-        let event = event.context("the call engine stopped")?;
-        out.event(&event)?;
-        if let CallEvent::InviteCanceled { room: r, .. } = &event
-            && r == room.as_str()
-        {
-            return Ok(true);
+        match next_event(events, out, Some(deadline)).await? {
+            None => return Ok(false),
+            Some(CallEvent::InviteCanceled { room: r, .. }) if r == *room => return Ok(true),
+            Some(_) => {}
         }
     }
 }
@@ -279,7 +238,7 @@ async fn wait_cancel(
 /// stops; sends `--chat` messages once peers are there.
 async fn in_call(
     call: &Call,
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    events: &mut CallEvents,
     options: &CallOptions,
     out: &mut Output,
 ) -> anyhow::Result<u8> {

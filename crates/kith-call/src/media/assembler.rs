@@ -7,12 +7,20 @@
 //! when the *next* frame's first packet has arrived: a whole frame interval
 //! (33 ms at 30 fps) of added latency on every frame.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtc::rtp;
 use rtc::rtp::packetizer::Depacketizer;
+
+/// Packets held at most. A hostile or broken sender (no frame starts, no
+/// marker bits, wild sequence jumps) must not grow memory; 1024 packets is
+/// more than a 720p keyframe needs at call bitrates (~100).
+pub const MAX_BUFFERED_PACKETS: usize = 1024;
+/// Payload bytes held at most (packets can be up to 64 KiB on a path that
+/// allows it). A frame that would need more is dropped as a gap.
+pub const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the assembler hands on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +30,29 @@ pub enum Assembled {
     Gap,
 }
 
+/// How far the frame starting at `start` is known to be whole, so each
+/// packet is looked at once however long the frame waits for its tail.
+#[derive(Debug, Clone, Copy)]
+struct Scanned {
+    start: i64,
+    /// Every packet from `start` through here is in, with `timestamp`, and
+    /// none of them ends the frame.
+    through: i64,
+    timestamp: u32,
+}
+
 #[derive(Debug)]
 pub struct FrameAssembler<D: Depacketizer> {
     depacketizer: D,
     /// Packets by unwrapped sequence number, with their arrival time.
     buffer: BTreeMap<i64, (Instant, rtp::Packet)>,
-    /// The first sequence number of the next frame; `None` until the first
-    /// frame start is seen.
+    /// The same packets by arrival, for the oldest without a scan.
+    arrivals: BTreeSet<(Instant, i64)>,
+    bytes: usize,
+    /// The first sequence number of the next frame; `None` until a frame
+    /// start is seen. While `None`, nothing buffered starts a frame.
     next: Option<i64>,
+    scanned: Option<Scanned>,
     last_unwrapped: Option<i64>,
     max_wait: Duration,
 }
@@ -41,10 +64,22 @@ impl<D: Depacketizer> FrameAssembler<D> {
         Self {
             depacketizer,
             buffer: BTreeMap::new(),
+            arrivals: BTreeSet::new(),
+            bytes: 0,
             next: None,
+            scanned: None,
             last_unwrapped: None,
             max_wait,
         }
+    }
+
+    pub fn buffered_packets(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Payload bytes held.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
     }
 
     fn unwrap_sequence(&mut self, sequence: u16) -> i64 {
@@ -64,28 +99,81 @@ impl<D: Depacketizer> FrameAssembler<D> {
     /// Takes one packet; returns what became ready (in order).
     pub fn push(&mut self, now: Instant, packet: rtp::Packet) -> Vec<Assembled> {
         let sequence = self.unwrap_sequence(packet.header.sequence_number);
-        if self.next.is_some_and(|next| sequence < next) {
-            return Vec::new(); // late or duplicate: its frame is gone
+        if self.next.is_some_and(|next| sequence < next) || self.buffer.contains_key(&sequence) {
+            return Vec::new(); // late or duplicate: its frame is gone or has it
         }
-        self.buffer.entry(sequence).or_insert((now, packet));
-        self.drain(now)
+        if self.next.is_none() && self.depacketizer.is_partition_head(&packet.payload) {
+            // The first frame start: what came before it belongs to a frame
+            // whose start is missing.
+            self.remove_below(sequence);
+            self.next = Some(sequence);
+        }
+        self.insert(sequence, now, packet);
+        let mut out = self.drain(now);
+        let mut gap = false;
+        while self.buffer.len() > MAX_BUFFERED_PACKETS || self.bytes > MAX_BUFFERED_BYTES {
+            match self.next {
+                // The frame being collected cannot fit (or the packets ahead
+                // of it crowd it out): give it up.
+                Some(next) => {
+                    self.skip_to_next_head(next);
+                    gap = true;
+                }
+                // No frame started: the oldest packets are the least useful.
+                None => {
+                    if let Some((seq, _)) = self.buffer.first_key_value() {
+                        let seq = *seq;
+                        self.remove(seq);
+                    }
+                }
+            }
+        }
+        if gap {
+            out.push(Assembled::Gap);
+            out.extend(self.drain(now));
+        }
+        out
+    }
+
+    fn insert(&mut self, sequence: i64, now: Instant, packet: rtp::Packet) {
+        self.bytes += packet.payload.len();
+        self.arrivals.insert((now, sequence));
+        self.buffer.insert(sequence, (now, packet));
+    }
+
+    fn remove(&mut self, sequence: i64) -> Option<rtp::Packet> {
+        let (at, packet) = self.buffer.remove(&sequence)?;
+        if self
+            .scanned
+            .is_some_and(|s| (s.start..=s.through).contains(&sequence))
+        {
+            self.scanned = None;
+        }
+        self.arrivals.remove(&(at, sequence));
+        self.bytes -= packet.payload.len();
+        Some(packet)
+    }
+
+    fn remove_below(&mut self, sequence: i64) {
+        while let Some((seq, _)) = self.buffer.first_key_value() {
+            let seq = *seq;
+            if seq >= sequence {
+                break;
+            }
+            self.remove(seq);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.scanned = None;
+        self.buffer.clear();
+        self.arrivals.clear();
+        self.bytes = 0;
     }
 
     fn drain(&mut self, now: Instant) -> Vec<Assembled> {
         let mut out = Vec::new();
-        loop {
-            if self.next.is_none() {
-                // Start at the first packet that opens a frame.
-                let start = self
-                    .buffer
-                    .iter()
-                    .find(|(_, (_, p))| self.depacketizer.is_partition_head(&p.payload))
-                    .map(|(seq, _)| *seq);
-                let Some(start) = start else { break };
-                self.buffer.retain(|seq, _| *seq >= start);
-                self.next = Some(start);
-            }
-            let Some(next) = self.next else { break };
+        while let Some(next) = self.next {
             match self.complete_frame(next) {
                 Some(end) => {
                     if let Some(frame) = self.take_frame(next, end) {
@@ -98,7 +186,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 None => {
                     // Incomplete: give up on it once its oldest packet, or the
                     // gap in front of it, has waited too long.
-                    let oldest = self.buffer.values().map(|(at, _)| *at).min();
+                    let oldest = self.arrivals.first().map(|(at, _)| *at);
                     if oldest.is_some_and(|at| now.duration_since(at) > self.max_wait) {
                         self.skip_to_next_head(next);
                         out.push(Assembled::Gap);
@@ -113,28 +201,47 @@ impl<D: Depacketizer> FrameAssembler<D> {
 
     /// The last sequence number of the frame starting at `start`, if all of
     /// it is here.
-    fn complete_frame(&self, start: i64) -> Option<i64> {
-        let (_, first) = self.buffer.get(&start)?;
-        let timestamp = first.header.timestamp;
-        for (expected, (seq, (_, packet))) in (start..).zip(self.buffer.range(start..)) {
-            if *seq != expected || packet.header.timestamp != timestamp {
-                return None;
+    fn complete_frame(&mut self, start: i64) -> Option<i64> {
+        let (mut through, timestamp) = match self.scanned {
+            Some(scanned) if scanned.start == start => (scanned.through, scanned.timestamp),
+            _ => {
+                let (_, first) = self.buffer.get(&start)?;
+                if self
+                    .depacketizer
+                    .is_partition_tail(first.header.marker, &first.payload)
+                {
+                    return Some(start);
+                }
+                (start, first.header.timestamp)
+            }
+        };
+        let mut end = None;
+        for (seq, (_, packet)) in self.buffer.range(through + 1..) {
+            if *seq != through + 1 || packet.header.timestamp != timestamp {
+                break;
             }
             if self
                 .depacketizer
                 .is_partition_tail(packet.header.marker, &packet.payload)
             {
-                return Some(*seq);
+                end = Some(*seq);
+                break;
             }
+            through = *seq;
         }
-        None
+        self.scanned = Some(Scanned {
+            start,
+            through,
+            timestamp,
+        });
+        end
     }
 
     fn take_frame(&mut self, start: i64, end: i64) -> Option<Bytes> {
         let mut frame = BytesMut::new();
         let mut ok = true;
         for seq in start..=end {
-            if let Some((_, packet)) = self.buffer.remove(&seq) {
+            if let Some(packet) = self.remove(seq) {
                 match self.depacketizer.depacketize(&packet.payload) {
                     Ok(part) => frame.extend_from_slice(&part),
                     Err(_) => ok = false,
@@ -149,21 +256,19 @@ impl<D: Depacketizer> FrameAssembler<D> {
         let timestamp = self.buffer.get(&from).map(|(_, p)| p.header.timestamp);
         let next_head = self
             .buffer
-            .iter()
-            .filter(|(seq, (_, p))| {
-                **seq > from
-                    && Some(p.header.timestamp) != timestamp
+            .range(from + 1..)
+            .find(|(_, (_, p))| {
+                Some(p.header.timestamp) != timestamp
                     && self.depacketizer.is_partition_head(&p.payload)
             })
-            .map(|(seq, _)| *seq)
-            .next();
+            .map(|(seq, _)| *seq);
         match next_head {
             Some(head) => {
-                self.buffer.retain(|seq, _| *seq >= head);
+                self.remove_below(head);
                 self.next = Some(head);
             }
             None => {
-                self.buffer.clear();
+                self.clear();
                 self.next = None;
             }
         }
@@ -261,5 +366,122 @@ mod tests {
             a.push(now, packet(2, 0, false, true, 2)),
             vec![frame(&[1, 2]), frame(&[9])]
         );
+    }
+
+    fn sized(seq: u16, ts: u32, head: bool, marker: bool, len: usize) -> rtp::Packet {
+        let mut payload = vec![0u8; len.max(1)];
+        payload[0] = u8::from(head);
+        rtp::Packet {
+            header: rtp::header::Header {
+                sequence_number: seq,
+                timestamp: ts,
+                marker,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        }
+    }
+
+    const FLOOD: u32 = 100_000;
+
+    fn assert_bounded<D: Depacketizer>(a: &FrameAssembler<D>) {
+        assert!(
+            a.buffered_packets() <= MAX_BUFFERED_PACKETS,
+            "{}",
+            a.buffered_packets()
+        );
+        assert!(
+            a.buffered_bytes() <= MAX_BUFFERED_BYTES,
+            "{}",
+            a.buffered_bytes()
+        );
+    }
+
+    /// A small deterministic generator: the flood tests need no real randomness.
+    fn lcg(state: &mut u64) -> u32 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*state >> 33) as u32
+    }
+
+    #[test]
+    fn packets_that_never_start_a_frame_stay_bounded() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100));
+        // One instant: nothing ever times out, only the bounds hold.
+        let now = Instant::now();
+        for i in 0..FLOOD {
+            let out = a.push(now, sized(i as u16, i / 3, false, i % 3 == 2, 1200));
+            assert!(out.iter().all(|x| *x == Assembled::Gap));
+            assert_bounded(&a);
+        }
+        assert_eq!(a.buffered_packets(), MAX_BUFFERED_PACKETS);
+        // A real frame still gets through afterwards.
+        let seq = FLOOD as u16;
+        assert_eq!(
+            a.push(now, packet(seq, 1, true, true, 5)),
+            vec![frame(&[5])]
+        );
+    }
+
+    #[test]
+    fn a_frame_that_never_ends_stays_bounded_and_becomes_a_gap() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100));
+        let now = Instant::now();
+        let mut gaps = 0;
+        for i in 0..FLOOD {
+            // One frame start, then packets of the same frame without a marker.
+            let out = a.push(now, sized(i as u16, 0, i == 0, false, 1200));
+            assert!(out.iter().all(|x| *x == Assembled::Gap));
+            gaps += out.len();
+            assert_bounded(&a);
+        }
+        assert!(gaps >= 1);
+        // Every packet a frame start with its own timestamp, never a marker.
+        for i in FLOOD..2 * FLOOD {
+            let out = a.push(now, sized(i as u16, i, true, false, 1200));
+            assert!(out.iter().all(|x| *x == Assembled::Gap));
+            assert_bounded(&a);
+        }
+        let seq = (2 * FLOOD) as u16;
+        let out = a.push(now, packet(seq, 7, true, true, 5));
+        assert_eq!(out.last(), Some(&frame(&[5])));
+    }
+
+    #[test]
+    fn wild_sequence_numbers_stay_bounded() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100));
+        let now = Instant::now();
+        let mut state = 7;
+        for _ in 0..FLOOD {
+            let bits = lcg(&mut state);
+            let seq = lcg(&mut state) as u16;
+            let ts = lcg(&mut state) % 16;
+            a.push(now, sized(seq, ts, bits & 1 == 1, bits & 2 == 2, 1200));
+            assert_bounded(&a);
+        }
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_byte_bound_is_a_gap() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100));
+        let now = Instant::now();
+        const BIG: usize = 60_000;
+        let packets = MAX_BUFFERED_BYTES / BIG + 20;
+        let mut out = Vec::new();
+        for i in 0..packets {
+            let last = i + 1 == packets;
+            out.extend(a.push(now, sized(i as u16, 0, i == 0, last, BIG)));
+            assert_bounded(&a);
+        }
+        assert!(out.contains(&Assembled::Gap));
+        assert!(!out.iter().any(|x| matches!(x, Assembled::Frame(_))));
+        // The next frame decodes again (after the keyframe the gap asks for).
+        let seq = packets as u16;
+        assert_eq!(
+            a.push(now, packet(seq, 3000, true, true, 5)),
+            vec![frame(&[5])]
+        );
+        assert_eq!(a.buffered_packets(), 0);
     }
 }
