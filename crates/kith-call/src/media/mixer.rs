@@ -61,9 +61,13 @@ impl Mixer {
         };
         let (control, control_rx) = unbounded();
         let far_end = outputs.far_end;
+        let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("audio-mixer".into())
-            .spawn(move || run(control_rx, speaker, wav, far_end))
+            .spawn(move || {
+                let _entered = span.enter();
+                run(control_rx, speaker, wav, far_end)
+            })
             .map_err(CallError::media("start the mixer"))?;
         Ok(Self {
             control,

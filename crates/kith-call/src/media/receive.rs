@@ -61,9 +61,15 @@ pub async fn receive_video(
     let (frames_tx, frames_rx) = bounded::<DecoderInput>(DECODE_QUEUE);
     let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
     let decoder_counters = Arc::clone(&counters);
+    // The peer's span (this task is instrumented with it), so the decoder's
+    // log lines say whose video they are about.
+    let span = tracing::Span::current();
     let decoder = std::thread::Builder::new()
         .name(format!("decode-{}", codec.sdp_name()))
-        .spawn(move || run_video_decoder(codec, frames_rx, pli_tx, decoder_counters, sinks));
+        .spawn(move || {
+            let _entered = span.enter();
+            run_video_decoder(codec, frames_rx, pli_tx, decoder_counters, sinks)
+        });
     if let Err(err) = decoder {
         warn!(%err, "cannot start the video decoder thread");
         return;

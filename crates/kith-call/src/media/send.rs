@@ -132,9 +132,12 @@ impl VideoSend {
         let thread_stop = Arc::clone(&stop);
         let preview = LatestFrame::new();
         let thread_preview = preview.clone();
+        // Threads do not inherit the span: carry it so each log line names its call.
+        let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("video-source".into())
             .spawn(move || {
+                let _entered = span.enter();
                 run_video_source(
                     source,
                     thread_settings,
@@ -337,9 +340,13 @@ fn apply_video_control(
                 }
             };
             let counters = Arc::clone(counters);
+            let span = tracing::Span::current();
             let packetizer = std::thread::Builder::new()
                 .name("video-packetize".into())
-                .spawn(move || packetize_video(codec, out_rx, units, counters))
+                .spawn(move || {
+                    let _entered = span.enter();
+                    packetize_video(codec, out_rx, units, counters)
+                })
                 .ok();
             encoders.push(RunningEncoder {
                 codec,
@@ -458,9 +465,13 @@ impl AudioSend {
         let thread_muted = Arc::clone(&muted);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let span = tracing::Span::current();
         let thread = std::thread::Builder::new()
             .name("audio-source".into())
-            .spawn(move || run_audio_source(input, control_rx, thread_muted, thread_stop, counters))
+            .spawn(move || {
+                let _entered = span.enter();
+                run_audio_source(input, control_rx, thread_muted, thread_stop, counters)
+            })
             .map_err(CallError::media("start the audio thread"))?;
         Ok(Some(Self {
             control,

@@ -55,7 +55,8 @@ pub struct EncoderThread {
 }
 
 impl EncoderThread {
-    /// Starts `encoder` on a new thread; its output goes to `output`.
+    /// Starts `encoder` on a new thread; its output goes to `output`. The
+    /// thread logs inside the caller's current span.
     pub fn spawn(
         mut encoder: Box<dyn VideoEncoder>,
         output: Sender<EncoderEvent>,
@@ -66,7 +67,9 @@ impl EncoderThread {
         let shared = Arc::clone(&counters);
         let stale = frame_rx.clone();
         let name = format!("encode-{}", encoder.implementation());
+        let span = tracing::Span::current();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let _entered = span.enter();
             let mut scaler = Scaler::default();
             let mut keyframe_pending = false;
             loop {
