@@ -31,6 +31,7 @@
 //! a WAV recording.
 
 pub mod codecs;
+pub mod device_errors;
 mod driver;
 pub mod error;
 pub mod media;
