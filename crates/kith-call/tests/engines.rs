@@ -124,13 +124,17 @@ async fn two_engines_call_each_other_and_their_sinks_fill() {
 
     // Chat over the data channel, acked.
     let id = alice.send_chat("hello bob".into()).await.unwrap();
-    until(&mut bob_events, "bob's chat", |e| {
-        matches!(e, CallEvent::ChatReceived { message } if message.text == "hello bob")
-    })
+    until(
+        &mut bob_events,
+        "bob's chat",
+        |e| matches!(e, CallEvent::ChatReceived { message } if message.text == "hello bob"),
+    )
     .await;
-    until(&mut alice_events, "alice's ack", |e| {
-        matches!(e, CallEvent::ChatAcked { id: acked } if *acked == id)
-    })
+    until(
+        &mut alice_events,
+        "alice's ack",
+        |e| matches!(e, CallEvent::ChatAcked { id: acked } if *acked == id),
+    )
     .await;
 
     // Live controls answer without dropping the call.

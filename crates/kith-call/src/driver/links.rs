@@ -15,8 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use webrtc::data_channel::{DataChannel, RTCDataChannelState};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, RTCIceConnectionState, RTCPeerConnectionState,
-    RTCSessionDescription,
+    PeerConnection, RTCIceConnectionState, RTCPeerConnectionState, RTCSessionDescription,
 };
 
 use super::measure::PeerRecord;
@@ -95,7 +94,11 @@ impl Driver {
             PeerOp::Create { .. } => {}
             PeerOp::CreateOffer { ice_restart } => {
                 let options = RTCOfferOptions { ice_restart };
-                let offer = match pc.create_offer(Some(options)).instrument(span.clone()).await {
+                let offer = match pc
+                    .create_offer(Some(options))
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(offer) => offer,
                     Err(err) => return self.failed(id, "create an offer", err),
                 };
@@ -237,8 +240,10 @@ impl Driver {
                 Err(err) => self.emit(CallEvent::Error { error: err }),
             }
         }
-        self.records
-            .insert(id, PeerRecord::new(&remote, counters, std::time::Instant::now()));
+        self.records.insert(
+            id,
+            PeerRecord::new(&remote, counters, std::time::Instant::now()),
+        );
         info!(parent: &span, offerer, "peer connection created");
         self.links.insert(id, link);
     }
@@ -479,7 +484,11 @@ impl Driver {
                     )
                     .instrument(span),
                 );
-                (TrackKind::Audio, audio_report_name(audio_codec).to_owned(), task)
+                (
+                    TrackKind::Audio,
+                    audio_report_name(audio_codec).to_owned(),
+                    task,
+                )
             }
             _ => return,
         };
@@ -509,7 +518,10 @@ impl Driver {
             } => {
                 let now = std::time::Instant::now();
                 for (id, record) in &mut self.records {
-                    if self.links.get(id).is_some_and(|l| &l.remote.session == session)
+                    if self
+                        .links
+                        .get(id)
+                        .is_some_and(|l| &l.remote.session == session)
                         || record.session == *session
                     {
                         record.connected(now, *connect_ms, candidate_type.clone());

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kith_call_core::{LinkId, LinkSample, PeerMeasure, PeerSummary, Percentiles, Remote, TrackKind};
+use kith_call_core::{
+    LinkId, LinkSample, PeerMeasure, PeerSummary, Percentiles, Remote, TrackKind,
+};
 use kith_proto::{SessionId, UserId};
 
 use super::run::Driver;
@@ -80,9 +82,7 @@ impl PeerRecord {
     pub fn summary(&self) -> PeerSummary {
         let frames = self.counters.frames_decoded.load(Ordering::Relaxed);
         let connected = (self.connected_total
-            + self
-                .connected_at
-                .map_or(Duration::ZERO, |at| at.elapsed()))
+            + self.connected_at.map_or(Duration::ZERO, |at| at.elapsed()))
         .as_secs_f64();
         PeerSummary {
             session: self.session.clone(),
