@@ -125,3 +125,63 @@ fn the_av1_choice_returns_a_working_encoder_within_the_asked_size() {
     let forced = choose_av1_encoder(config(320, 180), Av1Preference::Libaom, 2).unwrap();
     assert_eq!(forced.implementation(), "libaom");
 }
+
+#[test]
+fn an_encoder_built_on_its_thread_never_stalls_the_pusher_and_skips_what_came_before() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    let (tx, events) = unbounded();
+    let built = Arc::new(AtomicBool::new(false));
+    let thread_built = Arc::clone(&built);
+    let build = move || {
+        // A slow start, like the AV1 trial.
+        std::thread::sleep(Duration::from_millis(300));
+        let encoder = VpxEncoder::vp8(config(320, 180))?;
+        thread_built.store(true, Ordering::SeqCst);
+        Ok(Box::new(encoder) as Box<dyn kith_media::codec::VideoEncoder>)
+    };
+    let thread = EncoderThread::spawn_with("encode-test".into(), Box::new(build), tx).unwrap();
+    let mut camera = SyntheticCamera::new(320, 180);
+    let mut first_after_build = None;
+    let started = Instant::now();
+    for i in 1..=60u64 {
+        if first_after_build.is_none() && built.load(Ordering::SeqCst) {
+            first_after_build = Some(i);
+        }
+        let pushed = Instant::now();
+        thread.push(camera.next_frame(i));
+        assert!(pushed.elapsed() < Duration::from_millis(50), "push waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let first_after_build = first_after_build.unwrap();
+    let first = next_frame(&events);
+    assert!(first.keyframe);
+    // The frame waiting when the build ended was captured before it ended
+    // (at most one push before `built` was seen).
+    assert!(
+        first.capture_us + 1 >= first_after_build,
+        "encoded frame {} was captured during the build (built at {first_after_build})",
+        first.capture_us
+    );
+}
+
+#[test]
+fn a_failed_build_is_one_error_and_the_thread_ends() {
+    let (tx, events) = unbounded();
+    let build = || {
+        Err(kith_media::codec::CodecError::Init {
+            codec: "test",
+            reason: "no such encoder".into(),
+        })
+    };
+    let thread = EncoderThread::spawn_with("encode-test".into(), Box::new(build), tx).unwrap();
+    thread.push(SyntheticCamera::new(320, 180).next_frame(1));
+    assert!(matches!(
+        events.recv_timeout(WAIT),
+        Ok(EncoderEvent::Error(_))
+    ));
+    assert!(events.recv_timeout(WAIT).is_err(), "nothing more, ever");
+}

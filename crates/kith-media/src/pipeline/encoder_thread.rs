@@ -54,76 +54,59 @@ pub struct EncoderThread {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What builds the encoder on its thread.
+pub type EncoderBuilder = Box<dyn FnOnce() -> Result<Box<dyn VideoEncoder>, CodecError> + Send>;
+
 impl EncoderThread {
     /// Starts `encoder` on a new thread; its output goes to `output`. The
     /// thread logs inside the caller's current span.
     pub fn spawn(
-        mut encoder: Box<dyn VideoEncoder>,
+        encoder: Box<dyn VideoEncoder>,
         output: Sender<EncoderEvent>,
+    ) -> std::io::Result<Self> {
+        let name = format!("encode-{}", encoder.implementation());
+        Self::start(name, Box::new(move || Ok(encoder)), output, false)
+    }
+
+    /// Starts a thread that first runs `build` and then encodes with what it
+    /// returns, so a slow start (the AV1 choice times trial encodes) stalls
+    /// no caller. Frames pushed while it builds are dropped, not encoded
+    /// late; commands sent meanwhile apply once it runs. A failed build is
+    /// reported as one [`EncoderEvent::Error`] and ends the thread.
+    pub fn spawn_with(
+        name: String,
+        build: EncoderBuilder,
+        output: Sender<EncoderEvent>,
+    ) -> std::io::Result<Self> {
+        Self::start(name, build, output, true)
+    }
+
+    fn start(
+        name: String,
+        build: EncoderBuilder,
+        output: Sender<EncoderEvent>,
+        skip_early_frame: bool,
     ) -> std::io::Result<Self> {
         let (frame_tx, frame_rx) = bounded::<VideoFrame>(1);
         let (command_tx, command_rx) = unbounded::<EncoderCommand>();
         let counters = Arc::new(EncoderCounters::default());
         let shared = Arc::clone(&counters);
         let stale = frame_rx.clone();
-        let name = format!("encode-{}", encoder.implementation());
         let span = tracing::Span::current();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let _entered = span.enter();
-            let mut scaler = Scaler::default();
-            let mut keyframe_pending = false;
-            loop {
-                select! {
-                    recv(command_rx) -> command => {
-                        let Ok(command) = command else { continue };
-                        if let Err(err) = apply(&mut *encoder, command, &mut keyframe_pending) {
-                            let _ = output.send(EncoderEvent::Error(err));
-                        }
-                    }
-                    recv(frame_rx) -> frame => {
-                        let Ok(frame) = frame else { break };
-                        // Commands that arrived with the frame apply to it.
-                        while let Ok(command) = command_rx.try_recv() {
-                            if let Err(err) = apply(&mut *encoder, command, &mut keyframe_pending) {
-                                let _ = output.send(EncoderEvent::Error(err));
-                            }
-                        }
-                        let config = encoder.config();
-                        let frame = match scaler.scale(&frame, config.width, config.height) {
-                            Ok(frame) => frame,
-                            Err(err) => {
-                                let _ = output.send(EncoderEvent::Error(CodecError::Encode {
-                                    codec: encoder.implementation(),
-                                    reason: err.to_string(),
-                                }));
-                                continue;
-                            }
-                        };
-                        let started = Instant::now();
-                        let result = encoder.encode(&frame, keyframe_pending);
-                        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        shared.encode_us_total.fetch_add(took, Ordering::Relaxed);
-                        match result {
-                            Ok(encoded) => {
-                                keyframe_pending = false;
-                                for frame in encoded {
-                                    shared.frames_encoded.fetch_add(1, Ordering::Relaxed);
-                                    shared.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-                                    if frame.keyframe {
-                                        shared.keyframes.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    if output.send(EncoderEvent::Frame(frame)).is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(err) => {
-                                let _ = output.send(EncoderEvent::Error(err));
-                            }
-                        }
-                    }
+            let encoder = match build() {
+                Ok(encoder) => encoder,
+                Err(err) => {
+                    let _ = output.send(EncoderEvent::Error(err));
+                    return;
                 }
+            };
+            // A frame captured during the build is as old as the build took.
+            if skip_early_frame && frame_rx.try_recv().is_ok() {
+                shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
             }
+            run(encoder, &frame_rx, &command_rx, &output, &shared);
         })?;
         Ok(Self {
             frames: Some(frame_tx),
@@ -162,6 +145,69 @@ impl Drop for EncoderThread {
         self.frames = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+fn run(
+    mut encoder: Box<dyn VideoEncoder>,
+    frame_rx: &Receiver<VideoFrame>,
+    command_rx: &Receiver<EncoderCommand>,
+    output: &Sender<EncoderEvent>,
+    shared: &EncoderCounters,
+) {
+    let mut scaler = Scaler::default();
+    let mut keyframe_pending = false;
+    loop {
+        select! {
+            recv(command_rx) -> command => {
+                let Ok(command) = command else { continue };
+                if let Err(err) = apply(&mut *encoder, command, &mut keyframe_pending) {
+                    let _ = output.send(EncoderEvent::Error(err));
+                }
+            }
+            recv(frame_rx) -> frame => {
+                let Ok(frame) = frame else { break };
+                // Commands that arrived with the frame apply to it.
+                while let Ok(command) = command_rx.try_recv() {
+                    if let Err(err) = apply(&mut *encoder, command, &mut keyframe_pending) {
+                        let _ = output.send(EncoderEvent::Error(err));
+                    }
+                }
+                let config = encoder.config();
+                let frame = match scaler.scale(&frame, config.width, config.height) {
+                    Ok(frame) => frame,
+                    Err(err) => {
+                        let _ = output.send(EncoderEvent::Error(CodecError::Encode {
+                            codec: encoder.implementation(),
+                            reason: err.to_string(),
+                        }));
+                        continue;
+                    }
+                };
+                let started = Instant::now();
+                let result = encoder.encode(&frame, keyframe_pending);
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                shared.encode_us_total.fetch_add(took, Ordering::Relaxed);
+                match result {
+                    Ok(encoded) => {
+                        keyframe_pending = false;
+                        for frame in encoded {
+                            shared.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                            shared.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                            if frame.keyframe {
+                                shared.keyframes.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if output.send(EncoderEvent::Frame(frame)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let _ = output.send(EncoderEvent::Error(err));
+                    }
+                }
+            }
         }
     }
 }
