@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-
 /// Counters of what one remote peer sent us. Written by that peer's receive
 /// threads, read by the engine's stats tick.
 #[derive(Debug, Default)]
@@ -109,5 +108,4 @@ mod tests {
         at += Duration::from_millis(400);
         assert!(detector.frame(at));
     }
-
 }
