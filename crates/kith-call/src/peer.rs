@@ -23,7 +23,8 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::statistics::report::RTCStatsReportEntry;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug};
+use rtc::ice::mdns::MulticastDnsMode;
+use tracing::{Instrument, debug, warn};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::TrackLocalEvent;
@@ -170,6 +171,26 @@ pub async fn connect(
     settings: &ConnectionSettings,
     events: PeerEvents,
 ) -> Result<(Arc<dyn PeerConnection>, LocalTracks), CallError> {
+    // mDNS lets us resolve a browser's `.local` host candidates, but its
+    // multicast socket cannot be opened on a host without a default route
+    // (ENODEV): an isolated LAN or an offline laptop. Such a host goes on
+    // without mDNS rather than without calls.
+    let pc = match build(id, settings, events.clone(), MulticastDnsMode::QueryOnly).await {
+        Ok(pc) => pc,
+        Err(err) => {
+            warn!(%err, "cannot open a connection with mDNS; trying without it");
+            build(id, settings, events, MulticastDnsMode::Disabled).await?
+        }
+    };
+    add_tracks(pc, settings).await
+}
+
+async fn build(
+    id: PeerId,
+    settings: &ConnectionSettings,
+    events: PeerEvents,
+    mdns: MulticastDnsMode,
+) -> Result<Arc<dyn PeerConnection>, CallError> {
     let mut engine = media_engine(&settings.video_codecs, &settings.audio_codecs)?;
     let registry = configure_nack(Registry::new(), &mut engine);
     let registry = configure_rtcp_reports(registry);
@@ -187,6 +208,7 @@ pub async fn connect(
             );
     let setting_engine = SettingEngineBuilder::new()
         .with_include_loopback_candidate(settings.ice_loopback)
+        .with_multicast_dns_mode(mdns)
         .build();
     let ice_servers = settings
         .ice_servers
@@ -217,8 +239,13 @@ pub async fn connect(
     let pc = Box::pin(build)
         .await
         .map_err(CallError::webrtc("create a peer connection"))?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    Ok(Arc::new(pc))
+}
 
+async fn add_tracks(
+    pc: Arc<dyn PeerConnection>,
+    settings: &ConnectionSettings,
+) -> Result<(Arc<dyn PeerConnection>, LocalTracks), CallError> {
     let audio_codec = audio_rtp_codec(
         settings
             .audio_codecs
