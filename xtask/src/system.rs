@@ -29,8 +29,9 @@ const BUILD: &[&str] = &[
     "libasound2-dev",
 ];
 /// Needed only by tests and benchmarks: a real TURN server, and PulseAudio
-/// for audio devices (null sinks) on machines without sound hardware.
-const TEST: &[&str] = &["coturn", "pulseaudio", "pulseaudio-utils"];
+/// for audio devices (null sinks) on machines without sound hardware, and
+/// iproute2 for the network namespaces of the network tests.
+const TEST: &[&str] = &["coturn", "pulseaudio", "pulseaudio-utils", "iproute2"];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {
     let mut packages = BUILD.to_vec();
