@@ -12,7 +12,7 @@ use kith_media::audio::wav::WavSink;
 use kith_media::audio_io::{DeviceChoice, Speaker};
 use kith_media::frame::{AudioFrame, Channels};
 use kith_media::processing::RenderHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::CallError;
 
@@ -33,6 +33,9 @@ pub struct MixerOutputs {
 
 enum Control {
     Add(Receiver<AudioFrame>),
+    /// An opened output to play on from now on.
+    Speaker(Box<Speaker>),
+    FarEnd(RenderHandle),
 }
 
 /// The running mixer; dropping it stops its thread (and closes the WAV file).
@@ -81,6 +84,24 @@ impl Mixer {
         let _ = self.control.send(Control::Add(rx));
         tx
     }
+
+    /// Plays on another output from the next 10 ms on (and on one at all
+    /// when the mixer started without speakers). The device is opened here,
+    /// on the caller's thread, so a missing one is an error to the caller
+    /// and the old output keeps playing.
+    pub fn switch_speaker(&self, choice: DeviceChoice) -> Result<(), CallError> {
+        let speaker =
+            Speaker::open(&choice, Channels::Mono).map_err(CallError::media("speakers"))?;
+        self.control
+            .send(Control::Speaker(Box::new(speaker)))
+            .map_err(|_| CallError::Stopped)
+    }
+
+    /// Feeds what the speakers play to this echo canceller from now on
+    /// (one made after the call started, see `AudioSend::take_far_end`).
+    pub fn set_far_end(&self, far_end: RenderHandle) {
+        let _ = self.control.send(Control::FarEnd(far_end));
+    }
 }
 
 impl Drop for Mixer {
@@ -121,6 +142,12 @@ fn run(
                     frames,
                     playing: false,
                 }),
+                Ok(Control::Speaker(new)) => {
+                    info!(device = new.device_name(), "speaker switched");
+                    // The old device's stream closes here.
+                    speaker = Some(*new);
+                }
+                Ok(Control::FarEnd(handle)) => far_end = Some(handle),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     if let Some(wav) = wav.take()
@@ -184,5 +211,51 @@ fn run(
             warn!(%err, "audio recording stopped");
             wav = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_speaker_that_cannot_open_is_an_error_and_the_mix_goes_on() {
+        let path = std::env::temp_dir().join(format!("kith-mixer-{}.wav", std::process::id()));
+        let mixer = match Mixer::start(MixerOutputs {
+            speaker: false,
+            record_wav: Some(path.clone()),
+            far_end: None,
+        }) {
+            Ok(mixer) => mixer,
+            Err(err) => panic!("mixer did not start: {err}"),
+        };
+        // No such device whether or not a sound server runs here.
+        let missing = mixer.switch_speaker(DeviceChoice::Name("kith-test-no-such-speaker".into()));
+        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        let input = mixer.add_input();
+        let mut frame = AudioFrame::silent(Channels::Mono, 0);
+        frame.samples.iter_mut().for_each(|s| *s = 0.5);
+        for _ in 0..PREBUFFER + 4 {
+            let _ = input.try_send(frame.clone());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        drop(input);
+        drop(mixer);
+        // The mix kept going to the recording: the loud frames are in it.
+        let recorded = kith_media::audio::wav::WavSource::open(&path, Channels::Mono);
+        let _ = std::fs::remove_file(&path);
+        let mut recorded = match recorded {
+            Ok(recorded) => recorded,
+            Err(err) => panic!("no recording: {err}"),
+        };
+        let mut loud = 0;
+        for _ in 0..30 {
+            match recorded.next_frame() {
+                Ok(frame) if frame.rms() > 0.4 => loud += 1,
+                Ok(_) => {}
+                Err(err) => panic!("bad recording: {err}"),
+            }
+        }
+        assert!(loud >= PREBUFFER, "{loud} loud frames");
     }
 }

@@ -3,8 +3,8 @@
 //! output split into RTP payloads *once* and broadcast to every peer's RTP
 //! writer (encode once, send to all).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use kith_media::codec::factory;
 use kith_media::codec::{AudioCodec, AudioEncoder, VideoCodec, VideoEncoderConfig};
 use kith_media::frame::{AudioFrame, Channels, VideoFrame, now_us};
 use kith_media::pipeline::encoder_thread::{EncoderCommand, EncoderEvent, EncoderThread};
-use kith_media::processing::AudioProcessor;
+use kith_media::processing::{AudioProcessor, ProcessingSettings, RenderHandle};
 use kith_media::video::synthetic::SyntheticCamera;
 use kith_media::video::y4m_file::Y4mSource;
 use rtc::rtp::packetizer::Payloader;
@@ -72,12 +72,55 @@ enum VideoControl {
     Keyframe(VideoCodec),
     Bitrate(VideoCodec, u32),
     Resolution(VideoCodec, u32, u32),
+    /// An opened source to continue with.
+    Source(Box<Source>),
 }
 
 enum Source {
     Synthetic(SyntheticCamera),
     Y4m(Y4mSource),
     Camera(Camera),
+    /// Switched to none: nothing is captured or sent.
+    Idle,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Synthetic(_) => "Synthetic",
+            Source::Y4m(_) => "Y4m",
+            Source::Camera(_) => "Camera",
+            Source::Idle => "Idle",
+        })
+    }
+}
+
+/// Opens `spec` at the configured size (a Y4M file has its own; the encoder
+/// thread scales). Errors here leave whatever runs untouched.
+fn open_video_source(
+    spec: &VideoSourceSpec,
+    settings: &VideoSendSettings,
+) -> Result<Source, CallError> {
+    Ok(match spec {
+        VideoSourceSpec::None => Source::Idle,
+        VideoSourceSpec::Synthetic => {
+            Source::Synthetic(SyntheticCamera::new(settings.width, settings.height))
+        }
+        VideoSourceSpec::Y4m(path) => {
+            Source::Y4m(Y4mSource::open(path).map_err(CallError::media("video file"))?)
+        }
+        VideoSourceSpec::Camera(index) => Source::Camera(
+            Camera::open(
+                &CameraChoice::Index(index.unwrap_or(0)),
+                CameraRequest {
+                    width: settings.width,
+                    height: settings.height,
+                    fps: settings.fps,
+                },
+            )
+            .map_err(CallError::media("camera"))?,
+        ),
+    })
 }
 
 /// The outgoing video of a call; dropping it stops its threads.
@@ -87,6 +130,8 @@ pub struct VideoSend {
     enabled: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     settings: VideoSendSettings,
+    /// What runs now (`settings.source` is what the call started with).
+    source: Mutex<VideoSourceSpec>,
     preview: LatestFrame,
     thread: Option<JoinHandle<()>>,
 }
@@ -104,26 +149,10 @@ impl VideoSend {
                 settings.width, settings.height, settings.fps
             )));
         }
-        let source = match &settings.source {
-            VideoSourceSpec::None => return Ok(None),
-            VideoSourceSpec::Synthetic => {
-                Source::Synthetic(SyntheticCamera::new(settings.width, settings.height))
-            }
-            VideoSourceSpec::Y4m(path) => {
-                Source::Y4m(Y4mSource::open(path).map_err(CallError::media("video file"))?)
-            }
-            VideoSourceSpec::Camera(index) => Source::Camera(
-                Camera::open(
-                    &CameraChoice::Index(index.unwrap_or(0)),
-                    CameraRequest {
-                        width: settings.width,
-                        height: settings.height,
-                        fps: settings.fps,
-                    },
-                )
-                .map_err(CallError::media("camera"))?,
-            ),
-        };
+        if settings.source == VideoSourceSpec::None {
+            return Ok(None);
+        }
+        let source = open_video_source(&settings.source, &settings)?;
         let (control, control_rx) = unbounded();
         let enabled = Arc::new(AtomicBool::new(true));
         let thread_settings = settings.clone();
@@ -153,6 +182,7 @@ impl VideoSend {
             control,
             enabled,
             stop,
+            source: Mutex::new(settings.source.clone()),
             settings,
             preview,
             thread: Some(thread),
@@ -199,6 +229,31 @@ impl VideoSend {
     pub fn preview(&self) -> LatestFrame {
         self.preview.clone()
     }
+
+    /// Continues the call from another source (`None`: send nothing and
+    /// release the camera). The new one is opened here, on the caller's
+    /// thread (a camera takes a moment to open, so call this where blocking
+    /// is fine): if that fails the error comes back and the old source keeps
+    /// running. Frames keep the configured size.
+    pub fn switch_source(&self, spec: VideoSourceSpec) -> Result<(), CallError> {
+        let mut current = lock(&self.source);
+        // The same camera twice would be opened while still open, and fail.
+        if *current == spec {
+            return Ok(());
+        }
+        let source = open_video_source(&spec, &self.settings)?;
+        self.control
+            .send(VideoControl::Source(Box::new(source)))
+            .map_err(|_| CallError::Stopped)?;
+        info!(source = %spec, "video source switched");
+        *current = spec;
+        Ok(())
+    }
+
+    /// The source running now.
+    pub fn source(&self) -> VideoSourceSpec {
+        lock(&self.source).clone()
+    }
 }
 
 impl Drop for VideoSend {
@@ -236,6 +291,12 @@ fn run_video_source(
         }
         loop {
             match control.try_recv() {
+                Ok(VideoControl::Source(new)) => {
+                    // The old source (a camera's capture thread) stops here.
+                    source = *new;
+                    failures = 0;
+                    next_tick = Instant::now();
+                }
                 Ok(command) => apply_video_control(command, &mut encoders, &settings, &counters),
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -259,7 +320,7 @@ fn run_video_source(
                 match other {
                     Source::Synthetic(camera) => Ok(camera.next_frame(now_us())),
                     Source::Y4m(file) => file.next_frame(now_us()).map_err(|err| err.to_string()),
-                    Source::Camera(_) => continue,
+                    Source::Camera(_) | Source::Idle => continue,
                 }
             }
         };
@@ -373,6 +434,8 @@ fn apply_video_control(
                     .command(EncoderCommand::Resolution { width, height });
             }
         }
+        // Taken by the source loop itself.
+        VideoControl::Source(_) => {}
     }
 }
 
@@ -416,11 +479,23 @@ fn packetize_video(
     }
 }
 
+/// A poisoned lock here only means a panic elsewhere mid-update of plain
+/// data that is still consistent (a spec, settings).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 // ---------------------------------------------------------------- audio
 
 #[derive(Debug)]
 enum AudioControl {
     AddCodec(AudioCodec, UnitSender),
+    /// An opened input to continue with, and an echo canceller for it when
+    /// the thread has none yet.
+    Source(Box<AudioInput>, Option<Box<AudioProcessor>>),
+    Processing(ProcessingSettings),
 }
 
 /// The outgoing audio of a call; dropping it stops its thread.
@@ -429,13 +504,56 @@ pub struct AudioSend {
     control: Sender<AudioControl>,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    state: Mutex<AudioSendState>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct AudioSendState {
+    source: AudioSourceSpec,
+    /// What processors get, now and when one is made later.
+    processing: ProcessingSettings,
+    /// Whether the audio thread holds an echo canceller.
+    has_processor: bool,
+    /// The far end of a processor made by a switch, for the mixer.
+    far_end: Option<RenderHandle>,
 }
 
 enum AudioInput {
     Tone(ToneSource),
-    Wav(WavSource),
-    Mic(Box<Microphone>, Option<AudioProcessor>),
+    Wav(Box<WavSource>),
+    Mic(Box<Microphone>),
+}
+
+impl std::fmt::Debug for AudioInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AudioInput::Tone(_) => "Tone",
+            AudioInput::Wav(_) => "Wav",
+            AudioInput::Mic(_) => "Mic",
+        })
+    }
+}
+
+fn silence() -> AudioInput {
+    AudioInput::Tone(ToneSource::new(440.0, 0.0, Channels::Mono))
+}
+
+/// Opens `spec`; `None` is silence (the microphone is let go, packets go on).
+fn open_audio_input(spec: &AudioSourceSpec) -> Result<AudioInput, CallError> {
+    Ok(match spec {
+        AudioSourceSpec::None => silence(),
+        AudioSourceSpec::Tone => {
+            AudioInput::Tone(ToneSource::new(440.0, 0.25, Channels::Mono).beeping())
+        }
+        AudioSourceSpec::Wav(path) => AudioInput::Wav(Box::new(
+            WavSource::open(path, Channels::Mono).map_err(CallError::media("audio file"))?,
+        )),
+        AudioSourceSpec::Mic => AudioInput::Mic(Box::new(
+            Microphone::open(&DeviceChoice::Default, Channels::Mono)
+                .map_err(CallError::media("microphone"))?,
+        )),
+    })
 }
 
 impl AudioSend {
@@ -446,21 +564,18 @@ impl AudioSend {
         processor: Option<AudioProcessor>,
         counters: Arc<SendCounters>,
     ) -> Result<Option<Self>, CallError> {
-        let input = match source {
-            AudioSourceSpec::None => return Ok(None),
-            AudioSourceSpec::Tone => {
-                AudioInput::Tone(ToneSource::new(440.0, 0.25, Channels::Mono).beeping())
-            }
-            AudioSourceSpec::Wav(path) => AudioInput::Wav(
-                WavSource::open(path, Channels::Mono).map_err(CallError::media("audio file"))?,
-            ),
-            AudioSourceSpec::Mic => AudioInput::Mic(
-                Box::new(
-                    Microphone::open(&DeviceChoice::Default, Channels::Mono)
-                        .map_err(CallError::media("microphone"))?,
-                ),
-                processor,
-            ),
+        if *source == AudioSourceSpec::None {
+            return Ok(None);
+        }
+        let input = open_audio_input(source)?;
+        let state = AudioSendState {
+            source: source.clone(),
+            processing: processor
+                .as_ref()
+                .map(AudioProcessor::settings)
+                .unwrap_or_default(),
+            has_processor: processor.is_some(),
+            far_end: None,
         };
         let (control, control_rx) = unbounded();
         let muted = Arc::new(AtomicBool::new(false));
@@ -472,13 +587,21 @@ impl AudioSend {
             .name("audio-source".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_audio_source(input, control_rx, thread_muted, thread_stop, counters)
+                run_audio_source(
+                    input,
+                    processor,
+                    control_rx,
+                    thread_muted,
+                    thread_stop,
+                    counters,
+                )
             })
             .map_err(CallError::media("start the audio thread"))?;
         Ok(Some(Self {
             control,
             muted,
             stop,
+            state: Mutex::new(state),
             thread: Some(thread),
         }))
     }
@@ -489,6 +612,66 @@ impl AudioSend {
 
     pub fn set_muted(&self, muted: bool) {
         self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Continues from another input (`None`: silence, the microphone let
+    /// go). It is opened here, on the caller's thread: if that fails the
+    /// error comes back and the old input keeps running. A microphone goes
+    /// through the echo canceller; if the call had none, one is made now and
+    /// its far end waits in [`AudioSend::take_far_end`] for the mixer.
+    pub fn switch_source(&self, spec: AudioSourceSpec) -> Result<(), CallError> {
+        let mut state = lock(&self.state);
+        // The same microphone twice would be opened while still open.
+        if state.source == spec {
+            return Ok(());
+        }
+        let input = open_audio_input(&spec)?;
+        let processor = if matches!(input, AudioInput::Mic(_)) && !state.has_processor {
+            let processor = AudioProcessor::new(Channels::Mono, Channels::Mono, state.processing)
+                .map_err(CallError::media("echo canceller"))?;
+            Some(processor)
+        } else {
+            None
+        };
+        let far_end = processor.as_ref().map(AudioProcessor::render_handle);
+        let made = processor.is_some();
+        self.control
+            .send(AudioControl::Source(
+                Box::new(input),
+                processor.map(Box::new),
+            ))
+            .map_err(|_| CallError::Stopped)?;
+        if made {
+            state.has_processor = true;
+            state.far_end = far_end;
+        }
+        info!(source = ?spec, "audio source switched");
+        state.source = spec;
+        Ok(())
+    }
+
+    /// The far end of an echo canceller made by [`AudioSend::switch_source`]
+    /// (once): give it to [`crate::media::mixer::Mixer::set_far_end`] so it
+    /// hears what the speakers play.
+    pub fn take_far_end(&self) -> Option<RenderHandle> {
+        lock(&self.state).far_end.take()
+    }
+
+    /// Echo cancellation, noise suppression and gain control, applied on
+    /// the audio thread between two frames (and to any echo canceller made
+    /// later).
+    pub fn set_processing(&self, settings: ProcessingSettings) {
+        lock(&self.state).processing = settings;
+        let _ = self.control.send(AudioControl::Processing(settings));
+    }
+
+    /// The input running now.
+    pub fn source(&self) -> AudioSourceSpec {
+        lock(&self.state).source.clone()
+    }
+
+    pub fn processing(&self) -> ProcessingSettings {
+        lock(&self.state).processing
     }
 }
 
@@ -514,6 +697,7 @@ struct RunningAudioEncoder {
 
 fn run_audio_source(
     mut input: AudioInput,
+    mut processor: Option<AudioProcessor>,
     control: Receiver<AudioControl>,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -553,20 +737,33 @@ fn run_audio_source(
                         (_, Err(err)) => warn!(%err, "no RTP payloader for audio"),
                     }
                 }
+                Ok(AudioControl::Source(new, new_processor)) => {
+                    // The old input (a microphone's stream) stops here.
+                    input = *new;
+                    if let Some(new_processor) = new_processor {
+                        processor = Some(*new_processor);
+                    }
+                    next_tick = Instant::now();
+                }
+                Ok(AudioControl::Processing(settings)) => {
+                    if let Some(processor) = &mut processor {
+                        processor.set_settings(settings);
+                    }
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }
         }
         let frame = match &mut input {
-            AudioInput::Mic(mic, processor) => {
+            AudioInput::Mic(mic) => {
                 let Some(mut frame) = mic.read_frame(Duration::from_millis(100)) else {
                     if let Some(err) = mic.failure() {
                         warn!(%err, "microphone failed; sending silence");
-                        input = AudioInput::Tone(ToneSource::new(440.0, 0.0, Channels::Mono));
+                        input = silence();
                     }
                     continue;
                 };
-                if let Some(processor) = processor
+                if let Some(processor) = &mut processor
                     && let Err(err) = processor.process_capture(&mut frame)
                 {
                     debug!(%err, "echo canceller failed on a frame");
@@ -588,7 +785,7 @@ fn run_audio_source(
                         Ok(frame) => frame,
                         Err(err) => {
                             warn!(%err, "audio file failed; sending silence");
-                            input = AudioInput::Tone(ToneSource::new(440.0, 0.0, Channels::Mono));
+                            input = silence();
                             continue;
                         }
                     },
@@ -634,6 +831,9 @@ fn run_audio_source(
 
 #[cfg(test)]
 mod tests {
+    use kith_media::audio::wav::WavSink;
+    use kith_media::video::y4m_file::Y4mSink;
+
     use super::*;
 
     fn video(source: VideoSourceSpec, width: u32, height: u32) -> VideoSend {
@@ -689,5 +889,174 @@ mod tests {
         // 33 ms between frames at 30 fps (about 40 ms measured here); the
         // trial alone takes 115 to 170 ms at 720p on this kind of machine.
         assert!(gap < Duration::from_millis(100), "capture stalled {gap:?}");
+    }
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("kith-send-{}-{name}", std::process::id()))
+    }
+
+    /// Waits until `ok` holds, up to 5 s.
+    fn eventually(mut ok: impl FnMut() -> bool) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    fn preview_size(preview: &LatestFrame) -> Option<(u32, u32)> {
+        preview.latest().map(|f| (f.width, f.height))
+    }
+
+    /// Frames still come: the count grows by `n` within 5 s.
+    fn frames_keep_coming(preview: &LatestFrame, n: u64) -> bool {
+        let from = preview.frames_published();
+        eventually(|| preview.frames_published() >= from + n)
+    }
+
+    fn unit_arrives(rx: &mut UnitReceiver) -> bool {
+        // Whatever is queued from before the switch does not count.
+        while rx.try_recv().is_ok() {}
+        eventually(|| rx.try_recv().is_ok())
+    }
+
+    #[test]
+    fn switching_between_synthetic_and_y4m_keeps_frames_and_units_coming() {
+        let path = temp_path("clip.y4m");
+        let mut clip = match Y4mSink::create(&path, 160, 90, 30) {
+            Ok(clip) => clip,
+            Err(err) => panic!("cannot write the test clip: {err}"),
+        };
+        let camera = SyntheticCamera::new(160, 90);
+        for i in 0..10 {
+            if let Err(err) = clip.write(&camera.draw(i, 0)) {
+                panic!("cannot write the test clip: {err}");
+            }
+        }
+        drop(clip);
+
+        let video = video(VideoSourceSpec::Synthetic, 320, 180);
+        let preview = video.preview();
+        let (units, mut rx) = broadcast::channel(UNIT_BACKLOG);
+        video.add_codec(VideoCodec::Vp8, units);
+        assert!(eventually(|| preview_size(&preview) == Some((320, 180))));
+        assert!(unit_arrives(&mut rx));
+
+        let clip = VideoSourceSpec::Y4m(path.clone());
+        assert_eq!(video.switch_source(clip.clone()), Ok(()));
+        assert!(eventually(|| preview_size(&preview) == Some((160, 90))));
+        assert!(frames_keep_coming(&preview, 5));
+        assert!(unit_arrives(&mut rx), "the encoder takes the clip, scaled");
+        assert_eq!(video.source(), clip);
+
+        assert_eq!(video.switch_source(VideoSourceSpec::Synthetic), Ok(()));
+        assert!(eventually(|| preview_size(&preview) == Some((320, 180))));
+        assert!(frames_keep_coming(&preview, 5));
+        assert!(unit_arrives(&mut rx));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_missing_camera_or_file_is_an_error_and_the_old_source_runs_on() {
+        let video = video(VideoSourceSpec::Synthetic, 320, 180);
+        let preview = video.preview();
+        assert!(frames_keep_coming(&preview, 1));
+        let missing = video.switch_source(VideoSourceSpec::Camera(Some(97)));
+        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        let missing = video.switch_source(VideoSourceSpec::Y4m(temp_path("none.y4m")));
+        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        assert!(frames_keep_coming(&preview, 5));
+        assert_eq!(video.source(), VideoSourceSpec::Synthetic);
+    }
+
+    #[test]
+    fn switching_to_no_video_stops_frames_until_a_source_is_back() {
+        let video = video(VideoSourceSpec::Synthetic, 320, 180);
+        let preview = video.preview();
+        assert!(frames_keep_coming(&preview, 1));
+        assert_eq!(video.switch_source(VideoSourceSpec::None), Ok(()));
+        std::thread::sleep(Duration::from_millis(100));
+        let stopped_at = preview.frames_published();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(preview.frames_published(), stopped_at);
+        assert_eq!(video.switch_source(VideoSourceSpec::Synthetic), Ok(()));
+        assert!(frames_keep_coming(&preview, 3));
+    }
+
+    fn audio(
+        source: AudioSourceSpec,
+        processor: Option<AudioProcessor>,
+    ) -> (AudioSend, UnitReceiver) {
+        let audio = match AudioSend::start(&source, processor, Arc::new(SendCounters::default())) {
+            Ok(Some(audio)) => audio,
+            Ok(None) => panic!("no audio source"),
+            Err(err) => panic!("audio did not start: {err}"),
+        };
+        let (units, rx) = broadcast::channel(UNIT_BACKLOG);
+        audio.add_codec(AudioCodec::Pcmu, units);
+        (audio, rx)
+    }
+
+    #[test]
+    fn audio_switches_between_tone_and_wav_and_a_missing_file_leaves_it_running() {
+        let path = temp_path("voice.wav");
+        let mut wav = match WavSink::create(&path, Channels::Mono) {
+            Ok(wav) => wav,
+            Err(err) => panic!("cannot write the test file: {err}"),
+        };
+        let mut tone = ToneSource::new(300.0, 0.3, Channels::Mono);
+        for _ in 0..50 {
+            if let Err(err) = wav.write(&tone.next_frame()) {
+                panic!("cannot write the test file: {err}");
+            }
+        }
+        if let Err(err) = wav.finish() {
+            panic!("cannot write the test file: {err}");
+        }
+
+        let (audio, mut rx) = audio(AudioSourceSpec::Tone, None);
+        assert!(unit_arrives(&mut rx));
+        let file = AudioSourceSpec::Wav(path.clone());
+        assert_eq!(audio.switch_source(file.clone()), Ok(()));
+        assert!(unit_arrives(&mut rx));
+        let missing = audio.switch_source(AudioSourceSpec::Wav(temp_path("none.wav")));
+        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        assert!(unit_arrives(&mut rx));
+        assert_eq!(audio.source(), file);
+        // Silence still sends (G.711 has no DTX), without the file.
+        assert_eq!(audio.switch_source(AudioSourceSpec::None), Ok(()));
+        assert!(unit_arrives(&mut rx));
+        assert!(
+            audio.take_far_end().is_none(),
+            "no microphone, no echo canceller made"
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn processing_settings_change_while_audio_runs() {
+        let processor = match AudioProcessor::new(
+            Channels::Mono,
+            Channels::Mono,
+            ProcessingSettings::default(),
+        ) {
+            Ok(processor) => processor,
+            Err(err) => panic!("no echo canceller: {err}"),
+        };
+        let (audio, mut rx) = audio(AudioSourceSpec::Tone, Some(processor));
+        let off = ProcessingSettings {
+            echo_cancellation: false,
+            noise_suppression: false,
+            gain_control: false,
+            ..ProcessingSettings::default()
+        };
+        audio.set_processing(off);
+        assert_eq!(audio.processing(), off);
+        assert!(unit_arrives(&mut rx));
+        audio.set_processing(ProcessingSettings::default());
+        assert!(unit_arrives(&mut rx));
     }
 }
