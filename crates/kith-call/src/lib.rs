@@ -15,7 +15,7 @@
 //! self-view [`LatestFrame`]; one encoder thread per negotiated codec
 //! (kith-media's `codec::factory`) encodes once for the whole call; the
 //! packetizer splits each frame into RTP payloads once and broadcasts them;
-//! each peer's RTP writer (`peer::write_units`) stamps its own SSRC and
+//! each peer's RTP writer (`connection::write_units`) stamps its own SSRC and
 //! sequence numbers and hands them to webrtc-rs (SRTP, NACK, TWCC, pacing).
 //! Audio takes the same way from [`media::send`]'s audio thread (microphone
 //! through the echo canceller, tone or WAV) through Opus or G.711.
@@ -30,16 +30,16 @@
 //! by [`media::mixer`] into the speakers, the echo canceller's far end and
 //! a WAV recording.
 
+pub mod candidates;
 pub mod codecs;
+mod connection;
+pub mod counters;
 pub mod device_errors;
 mod driver;
 pub mod error;
 pub mod media;
-pub mod negotiation;
-mod peer;
 mod rtcp_filter;
 pub mod signaling;
-pub mod stats;
 
 pub use driver::{Call, CallConfig, CallEvents, Participant};
 pub use error::CallError;

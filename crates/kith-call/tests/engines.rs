@@ -137,7 +137,32 @@ async fn two_engines_call_each_other_and_their_sinks_fill() {
     )
     .await;
 
-    // Live controls answer without dropping the call.
+    // Live controls answer without dropping the call: a camera that is not
+    // there is a typed error and alice's video keeps reaching bob.
+    let missing = alice
+        .switch_camera(VideoSourceSpec::Camera(Some(97)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            missing,
+            kith_call::CallError::Device {
+                device: kith_call::DeviceKind::Camera,
+                problem: kith_call::DeviceProblem::Missing,
+                ..
+            }
+        ),
+        "{missing:?}"
+    );
+    let bob_sees = bob.participants().await.unwrap()[0].media.video.clone();
+    let before = bob_sees.frames_published();
+    tokio::time::timeout(PATIENCE, async {
+        while bob_sees.frames_published() < before + 10 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("alice's video stopped after a failed camera switch");
     alice.set_mic_muted(true).await.unwrap();
     alice.set_camera_enabled(false).await.unwrap();
     alice.set_camera_enabled(true).await.unwrap();

@@ -20,13 +20,13 @@ use webrtc::peer_connection::{
 
 use super::measure::PeerRecord;
 use super::run::Driver;
+use crate::candidates::{candidate_from_wire, candidate_to_wire};
 use crate::codecs::audio_report_name;
+use crate::connection::{self, ConnectionSettings, LocalTracks, PeerEvent};
+use crate::counters::ReceiveCounters;
 use crate::media::receive::{receive_audio, receive_video};
 use crate::media::send::UNIT_BACKLOG;
 use crate::media::sinks::{ParticipantMedia, VideoSink, Y4mRecorder};
-use crate::negotiation::{candidate_from_wire, candidate_to_wire};
-use crate::peer::{self, ConnectionSettings, LocalTracks, PeerEvent};
-use crate::stats::ReceiveCounters;
 
 /// What the driver holds for one link: the webrtc-rs connection and the
 /// tasks around it.
@@ -190,7 +190,7 @@ impl Driver {
             start_bitrate_bps: self.config.video.start_bitrate_bps,
             max_bitrate_bps: self.config.max_bitrate_bps,
         };
-        let built = peer::connect(id, &settings, self.peer_events.clone())
+        let built = connection::connect(id, &settings, self.peer_events.clone())
             .instrument(span.clone())
             .await;
         let (pc, tracks) = match built {
@@ -221,16 +221,16 @@ impl Driver {
             last_frames: 0,
         };
         for track in [&link.tracks.audio, &link.tracks.video] {
-            link.tasks.push(peer::watch_local_rtcp(
+            link.tasks.push(connection::watch_local_rtcp(
                 id,
                 Arc::clone(track),
                 self.peer_events.clone(),
             ));
         }
         if offerer {
-            match peer::create_chat_channel(&link.pc).await {
+            match connection::create_chat_channel(&link.pc).await {
                 Ok(channel) => {
-                    link.tasks.push(peer::watch_chat_channel(
+                    link.tasks.push(connection::watch_chat_channel(
                         id,
                         Arc::clone(&channel),
                         self.peer_events.clone(),
@@ -257,17 +257,17 @@ impl Driver {
         let pc = Arc::clone(&link.pc);
         let span = link.span.clone();
         let video_negotiated = match &self.video {
-            Some(_) => peer::negotiated_send_codec(&pc, RtpCodecKind::Video).await,
+            Some(_) => connection::negotiated_send_codec(&pc, RtpCodecKind::Video).await,
             None => None,
         };
         let audio_negotiated = match &self.audio {
-            Some(_) => peer::negotiated_send_codec(&pc, RtpCodecKind::Audio).await,
+            Some(_) => connection::negotiated_send_codec(&pc, RtpCodecKind::Audio).await,
             None => None,
         };
         let mut sending_video = None;
         let mut sending_audio = None;
         if let (Some((mime, payload_type)), Some(video)) = (video_negotiated, &self.video)
-            && let Some(codec) = peer::video_codec_of(&mime)
+            && let Some(codec) = connection::video_codec_of(&mime)
         {
             let units = self
                 .video_units
@@ -279,11 +279,11 @@ impl Driver {
                 })
                 .subscribe();
             let events = self.peer_events.clone();
-            let keyframe: peer::KeyframeRequest = Arc::new(move || {
+            let keyframe: connection::KeyframeRequest = Arc::new(move || {
                 let _ = events.send((id, PeerEvent::WriterNeedsKeyframe));
             });
             if let Some(link) = self.links.get_mut(&id) {
-                let writer = peer::write_units(
+                let writer = connection::write_units(
                     Arc::clone(&link.tracks.video),
                     units,
                     link.tracks.video_ssrc,
@@ -298,7 +298,7 @@ impl Driver {
             }
         }
         if let (Some((mime, payload_type)), Some(audio)) = (audio_negotiated, &self.audio)
-            && let Some(codec) = peer::audio_codec_of(&mime)
+            && let Some(codec) = connection::audio_codec_of(&mime)
         {
             let units = self
                 .audio_units
@@ -310,7 +310,7 @@ impl Driver {
                 })
                 .subscribe();
             if let Some(link) = self.links.get_mut(&id) {
-                let writer = peer::write_units(
+                let writer = connection::write_units(
                     Arc::clone(&link.tracks.audio),
                     units,
                     link.tracks.audio_ssrc,
@@ -364,7 +364,7 @@ impl Driver {
                     RTCPeerConnectionState::Connected => {
                         link.connected = true;
                         let pc = Arc::clone(&link.pc);
-                        let transport = peer::transport_stats(&pc).await;
+                        let transport = connection::transport_stats(&pc).await;
                         self.fact(
                             id,
                             PeerFact::Connected {
@@ -390,7 +390,7 @@ impl Driver {
                 let Some(link) = self.links.get_mut(&id) else {
                     return;
                 };
-                link.tasks.push(peer::watch_chat_channel(
+                link.tasks.push(connection::watch_chat_channel(
                     id,
                     Arc::clone(&channel),
                     self.peer_events.clone(),
@@ -434,13 +434,13 @@ impl Driver {
         let events = self.peer_events.clone();
         let rtcp: crate::media::receive::RtcpSink =
             Arc::new(move |packets: &[Box<dyn rtc::rtcp::Packet>]| {
-                for ssrc in peer::keyframe_requests(packets) {
+                for ssrc in connection::keyframe_requests(packets) {
                     let _ = events.send((id, PeerEvent::KeyframeRequest(ssrc)));
                 }
             });
         let (track_kind, codec_name, task) = match kind {
             RtpCodecKind::Video => {
-                let Some(video_codec) = peer::video_codec_of(&codec.mime_type) else {
+                let Some(video_codec) = connection::video_codec_of(&codec.mime_type) else {
                     return self.emit(CallEvent::Error {
                         error: CallError::Media(format!(
                             "{user} sends video as {}, which Kith cannot decode",
@@ -464,7 +464,7 @@ impl Driver {
                 (TrackKind::Video, video_codec.sdp_name().to_owned(), task)
             }
             RtpCodecKind::Audio => {
-                let Some(audio_codec) = peer::audio_codec_of(&codec.mime_type) else {
+                let Some(audio_codec) = connection::audio_codec_of(&codec.mime_type) else {
                     return self.emit(CallEvent::Error {
                         error: CallError::Media(format!(
                             "{user} sends audio as {}, which Kith cannot decode",

@@ -12,8 +12,8 @@ use kith_call_core::{
 use kith_proto::{SessionId, UserId};
 
 use super::run::Driver;
-use crate::peer;
-use crate::stats::ReceiveCounters;
+use crate::connection;
+use crate::counters::ReceiveCounters;
 
 /// What a peer did over the whole call.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ impl Driver {
             let Some(pc) = self.links.get(&id).map(|l| Arc::clone(&l.pc)) else {
                 continue;
             };
-            let transport = peer::transport_stats(&pc).await;
+            let transport = connection::transport_stats(&pc).await;
             let Some(link) = self.links.get_mut(&id) else {
                 continue;
             };

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kith_call_core::{CallCore, CallEvent, CallSummary, Input, MediaOp, Output};
+use kith_call_core::{CallCore, CallError, CallEvent, CallSummary, Input, MediaOp, Output};
 use kith_media::codec::{AudioCodec, VideoCodec};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -14,9 +14,9 @@ use tracing::{debug, warn};
 use super::links::LinkIo;
 use super::measure::PeerRecord;
 use super::{CallConfig, Participant, Request};
+use crate::connection::{PeerEvent, PeerEvents};
 use crate::media::mixer::Mixer;
 use crate::media::send::{AudioSend, SendCounters, UnitSender, VideoSend};
-use crate::peer::{PeerEvent, PeerEvents};
 use crate::signaling::{SignalingEvent, SignalingHandle};
 use kith_call_core::LinkId;
 
@@ -146,16 +146,40 @@ impl Driver {
                 let result = self.core.command(Instant::now(), command);
                 let _ = reply.send(result);
             }
-            Request::SwitchCamera(_source, reply) => {
-                let _ = reply.send(Err(not_yet("switching the camera")));
+            Request::SwitchCamera(source, reply) => {
+                let result = match &self.video {
+                    Some(video) => blocking(|| video.switch_source(source)),
+                    None => Err(CallError::Config(
+                        "this call sends no video; start it with a video source".into(),
+                    )),
+                };
+                let _ = reply.send(result);
             }
-            Request::SwitchMicrophone(_source, reply) => {
-                let _ = reply.send(Err(not_yet("switching the microphone")));
+            Request::SwitchMicrophone(source, reply) => {
+                let result = match &self.audio {
+                    Some(audio) => {
+                        let switched = blocking(|| audio.switch_source(source));
+                        // A first microphone brings an echo canceller, which
+                        // must hear what the speakers play.
+                        if let Some(far_end) = audio.take_far_end() {
+                            self.mixer.set_far_end(far_end);
+                        }
+                        switched
+                    }
+                    None => Err(CallError::Config(
+                        "this call sends no audio; start it with an audio source".into(),
+                    )),
+                };
+                let _ = reply.send(result);
             }
-            Request::SwitchSpeaker(_device, reply) => {
-                let _ = reply.send(Err(not_yet("switching the speaker")));
+            Request::SwitchSpeaker(device, reply) => {
+                let _ = reply.send(blocking(|| self.mixer.switch_speaker(device)));
             }
-            Request::Processing(_settings) => {}
+            Request::Processing(settings) => {
+                if let Some(audio) = &self.audio {
+                    audio.set_processing(settings);
+                }
+            }
             Request::Snapshot(reply) => {
                 let _ = reply.send(self.core.snapshot());
             }
@@ -264,6 +288,11 @@ impl Driver {
     }
 }
 
-fn not_yet(what: &str) -> kith_call_core::CallError {
-    kith_call_core::CallError::Config(format!("{what} during a call is not built yet"))
+/// Opening a device blocks; on a multi-threaded runtime, say so, so the
+/// other tasks move to another worker meanwhile.
+fn blocking<T>(open: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(open),
+        _ => open(),
+    }
 }

@@ -49,8 +49,9 @@ impl Mixer {
     pub fn start(outputs: MixerOutputs) -> Result<Self, CallError> {
         let speaker = if outputs.speaker {
             Some(
-                Speaker::open(&DeviceChoice::Default, Channels::Mono)
-                    .map_err(CallError::media("speakers"))?,
+                Speaker::open(&DeviceChoice::Default, Channels::Mono).map_err(|err| {
+                    crate::device_errors::audio(kith_call_core::DeviceKind::Speaker, err)
+                })?,
             )
         } else {
             None
@@ -90,8 +91,8 @@ impl Mixer {
     /// on the caller's thread, so a missing one is an error to the caller
     /// and the old output keeps playing.
     pub fn switch_speaker(&self, choice: DeviceChoice) -> Result<(), CallError> {
-        let speaker =
-            Speaker::open(&choice, Channels::Mono).map_err(CallError::media("speakers"))?;
+        let speaker = Speaker::open(&choice, Channels::Mono)
+            .map_err(|err| crate::device_errors::audio(kith_call_core::DeviceKind::Speaker, err))?;
         self.control
             .send(Control::Speaker(Box::new(speaker)))
             .map_err(|_| CallError::Stopped)
@@ -231,7 +232,16 @@ mod tests {
         };
         // No such device whether or not a sound server runs here.
         let missing = mixer.switch_speaker(DeviceChoice::Name("kith-test-no-such-speaker".into()));
-        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        assert!(
+            matches!(
+                missing,
+                Err(CallError::Device {
+                    device: kith_call_core::DeviceKind::Speaker,
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
         let input = mixer.add_input();
         let mut frame = AudioFrame::silent(Channels::Mono, 0);
         frame.samples.iter_mut().for_each(|s| *s = 0.5);

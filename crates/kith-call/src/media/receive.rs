@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use crate::counters::{FreezeDetector, ReceiveCounters};
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::sinks::{AudioLevel, VideoSink};
-use crate::stats::{FreezeDetector, ReceiveCounters};
 
 /// Where RTCP that arrives on a remote track goes (webrtc-rs may route
 /// feedback about our own streams here).

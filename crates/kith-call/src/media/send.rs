@@ -118,7 +118,7 @@ fn open_video_source(
                     fps: settings.fps,
                 },
             )
-            .map_err(CallError::media("camera"))?,
+            .map_err(crate::device_errors::camera)?,
         ),
     })
 }
@@ -550,8 +550,9 @@ fn open_audio_input(spec: &AudioSourceSpec) -> Result<AudioInput, CallError> {
             WavSource::open(path, Channels::Mono).map_err(CallError::media("audio file"))?,
         )),
         AudioSourceSpec::Mic => AudioInput::Mic(Box::new(
-            Microphone::open(&DeviceChoice::Default, Channels::Mono)
-                .map_err(CallError::media("microphone"))?,
+            Microphone::open(&DeviceChoice::Default, Channels::Mono).map_err(|err| {
+                crate::device_errors::audio(kith_call_core::DeviceKind::Microphone, err)
+            })?,
         )),
     })
 }
@@ -965,7 +966,17 @@ mod tests {
         let preview = video.preview();
         assert!(frames_keep_coming(&preview, 1));
         let missing = video.switch_source(VideoSourceSpec::Camera(Some(97)));
-        assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
+        assert!(
+            matches!(
+                missing,
+                Err(CallError::Device {
+                    device: kith_call_core::DeviceKind::Camera,
+                    problem: kith_call_core::DeviceProblem::Missing,
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
         let missing = video.switch_source(VideoSourceSpec::Y4m(temp_path("none.y4m")));
         assert!(matches!(missing, Err(CallError::Media(_))), "{missing:?}");
         assert!(frames_keep_coming(&preview, 5));

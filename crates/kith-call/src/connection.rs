@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use kith_media::codec::{AudioCodec, VideoCodec};
 use kith_proto::IceServer;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Gcc;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -23,7 +24,6 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::statistics::report::RTCStatsReportEntry;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use rtc::ice::mdns::MulticastDnsMode;
 use tracing::{Instrument, debug, warn};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::TrackLocal;
