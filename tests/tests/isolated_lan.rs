@@ -99,6 +99,9 @@ fn a_call_works_between_hosts_with_no_default_route() {
         let report = report(&scratch.path(&format!("{me}.json")));
         let peer = peer(&report, other);
         assert!(peer["frames_decoded"].as_u64().unwrap() > 20, "{report:#}");
-        assert!(peer["audio_packets_received"].as_u64().unwrap() > 20, "{report:#}");
+        assert!(
+            peer["audio_packets_received"].as_u64().unwrap() > 20,
+            "{report:#}"
+        );
     }
 }
