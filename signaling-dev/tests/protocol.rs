@@ -315,7 +315,7 @@ async fn invite_accept_reaches_every_caller_session_and_cancels_other_callee_ses
     }
     assert_eq!(
         bob_laptop.recv_type("invite_cancel").await,
-        json!({"type":"invite_cancel","room":"r-7","from":"alice"})
+        json!({"type":"invite_cancel","room":"r-7","from":"alice","reason":"answered_elsewhere"})
     );
     bob_phone.expect_quiet().await;
     // The callee that accepted joins; the mesh rule takes over.
@@ -349,7 +349,7 @@ async fn invite_decline_busy_and_cancel() {
         .await;
     assert_eq!(
         bob.recv_type("invite_cancel").await,
-        json!({"type":"invite_cancel","room":"r2","from":"alice"})
+        json!({"type":"invite_cancel","room":"r2","from":"alice","reason":"canceled"})
     );
     // A caller who disconnects while ringing stops the ringing.
     alice
