@@ -602,6 +602,14 @@ fn count(net: &Net, name: &str, pred: impl Fn(&CallEvent) -> bool) -> usize {
     net.client(name).events_of(pred).len()
 }
 
+fn received(net: &Net, name: &str) -> usize {
+    count(net, name, |e| matches!(e, CallEvent::ChatReceived { .. }))
+}
+
+fn acked(net: &Net, name: &str) -> usize {
+    count(net, name, |e| matches!(e, CallEvent::ChatAcked { .. }))
+}
+
 #[test]
 fn chat_is_delivered_and_acked() {
     let mut net = call(&["alice", "bob"]);
@@ -609,14 +617,8 @@ fn chat_is_delivered_and_acked() {
         chat(&mut net, "alice", &format!("m{n}"));
     }
     net.settle();
-    assert_eq!(
-        count(&net, "bob", |e| matches!(e, CallEvent::ChatReceived { .. })),
-        5
-    );
-    assert_eq!(
-        count(&net, "alice", |e| matches!(e, CallEvent::ChatAcked { .. })),
-        5
-    );
+    assert_eq!(received(&net, "bob"), 5);
+    assert_eq!(acked(&net, "alice"), 5);
 }
 
 #[test]
@@ -629,29 +631,16 @@ fn chat_is_re_sent_when_the_channel_is_back_and_duplicates_are_dropped() {
     }
     chat(&mut net, "alice", "hello");
     net.settle();
-    assert_eq!(
-        count(&net, "bob", |e| matches!(e, CallEvent::ChatReceived { .. })),
-        1
-    );
-    assert_eq!(
-        count(&net, "alice", |e| matches!(e, CallEvent::ChatAcked { .. })),
-        0
-    );
+    assert_eq!(received(&net, "bob"), 1);
+    assert_eq!(acked(&net, "alice"), 0);
     // A new channel: alice re-sends what was not acked.
     for pc in net.client_mut("bob").pcs.values_mut() {
         pc.chat_open = true;
     }
     net.fact("alice", alice_link, PeerFact::ChatClosed);
     net.fact("alice", alice_link, PeerFact::ChatOpen);
-    assert_eq!(
-        count(&net, "bob", |e| matches!(e, CallEvent::ChatReceived { .. })),
-        1,
-        "the duplicate is not shown again"
-    );
-    assert_eq!(
-        count(&net, "alice", |e| matches!(e, CallEvent::ChatAcked { .. })),
-        1
-    );
+    assert_eq!(received(&net, "bob"), 1, "the duplicate is not shown again");
+    assert_eq!(acked(&net, "alice"), 1);
     assert_eq!(net.client("bob").core.chat_counts().duplicates, 1);
     // Acked now: another reopening re-sends nothing.
     net.fact("alice", alice_link, PeerFact::ChatClosed);
@@ -669,14 +658,8 @@ fn chat_survives_a_rebind_after_a_server_restart() {
     net.restore_signaling("alice");
     net.restore_signaling("bob");
     net.run_for(2 * SECOND);
-    assert_eq!(
-        count(&net, "bob", |e| matches!(e, CallEvent::ChatReceived { .. })),
-        1
-    );
-    assert_eq!(
-        count(&net, "alice", |e| matches!(e, CallEvent::ChatAcked { .. })),
-        1
-    );
+    assert_eq!(received(&net, "bob"), 1);
+    assert_eq!(acked(&net, "alice"), 1);
 }
 
 #[test]
@@ -688,10 +671,7 @@ fn a_malformed_or_oversized_chat_frame_is_refused_and_the_channel_kept() {
     assert_eq!(net.client("bob").core.chat_counts().refused, 2);
     chat(&mut net, "alice", "still works");
     net.settle();
-    assert_eq!(
-        count(&net, "bob", |e| matches!(e, CallEvent::ChatReceived { .. })),
-        1
-    );
+    assert_eq!(received(&net, "bob"), 1);
 }
 
 #[test]
