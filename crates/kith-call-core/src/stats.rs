@@ -50,6 +50,17 @@ pub struct PeerMeasure {
     /// The peer's audio level, RFC 6464 dBov (0 loudest, 127 silence).
     pub audio_level_dbov: Option<u8>,
     pub keyframe_requests_received: u64,
+    pub video_packets_received: u64,
+    /// Frames the decoder could not decode (each asks for a keyframe).
+    pub decode_errors: u64,
+    /// PLI we sent because our decoder needed a keyframe.
+    pub keyframe_requests_sent: u64,
+    /// NACKs the peer sent for our video, and packets we re-sent for them.
+    pub nacks_received: u64,
+    pub retransmits_sent: u64,
+    /// NACKs we sent for the peer's video, and re-sent packets that arrived.
+    pub nacks_sent: u64,
+    pub retransmits_received: u64,
 }
 
 /// One peer's state, published every second.

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use kith_media::codec::{AudioCodec, VideoCodec};
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_VP8,
-    MIME_TYPE_VP9, MediaEngine,
+    MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_RTX,
+    MIME_TYPE_VP8, MIME_TYPE_VP9, MediaEngine,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
@@ -236,6 +236,23 @@ pub fn media_engine(video: &[VideoCodec], audio: &[AudioCodec]) -> Result<MediaE
                 RtpCodecKind::Video,
             )
             .map_err(CallError::webrtc("register a video codec"))?;
+        // Its retransmission stream (RFC 4588), on the next payload type as
+        // Chromium numbers them.
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_RTX.to_owned(),
+                        clock_rate: kith_media::codec::VIDEO_CLOCK_RATE,
+                        channels: 0,
+                        sdp_fmtp_line: format!("apt={}", video_payload_type(*codec)),
+                        rtcp_feedback: Vec::new(),
+                    },
+                    payload_type: video_payload_type(*codec) + 1,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(CallError::webrtc("register a retransmission codec"))?;
     }
     Ok(engine)
 }

@@ -37,6 +37,7 @@ pub mod counters;
 pub mod device_errors;
 mod driver;
 pub mod error;
+mod estimator;
 pub mod media;
 mod rtcp_filter;
 pub mod signaling;

@@ -49,11 +49,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestFilter {
                 .cloned()
                 .collect();
             if requests.is_empty() {
-                // The other interceptors have acted on it; nothing for us.
-                return Ok(());
+                if msg.message.attributes.is_empty() {
+                    // The other interceptors have acted on it; nothing for us.
+                    return Ok(());
+                }
+                // It carries something for the application, above all the
+                // congestion controller's `TargetBitrateChanged`: without it
+                // the estimate never reaches the stats, the encoder never
+                // slows down, and the pacer's queue starves the whole call.
+                // Pass it on as an empty carrier, as webrtc-rs's own terminus
+                // does.
+                msg.message.packet = Packet::Rtcp(Vec::new());
+            } else {
+                msg.message.packet = Packet::Rtcp(requests);
+                msg.message.add(Attribute::DeliverToApplication);
             }
-            msg.message.packet = Packet::Rtcp(requests);
-            msg.message.add(Attribute::DeliverToApplication);
         }
         self.read_queue.push_back(msg);
         Ok(())
@@ -119,5 +129,28 @@ mod tests {
     #[test]
     fn other_rtcp_stops_here() {
         assert!(inbound(vec![Box::new(ReceiverReport::default())]).is_none());
+    }
+
+    #[test]
+    fn the_bandwidth_estimate_passes_as_an_empty_carrier() {
+        let mut filter = KeyframeRequestFilter::default();
+        let mut message =
+            AttributedPacket::new(Packet::Rtcp(vec![Box::new(ReceiverReport::default())]));
+        message.add(Attribute::TargetBitrateChanged {
+            bits_per_second: 300_000.0,
+        });
+        filter
+            .handle_read(TaggedPacket {
+                now: Instant::now(),
+                transport: TransportContext::default(),
+                message,
+            })
+            .expect("reads");
+        let out = filter.poll_read().expect("the estimate goes on");
+        assert!(out.message.has(&Attribute::TargetBitrateChanged {
+            bits_per_second: 0.0
+        }));
+        assert!(!out.message.has(&Attribute::DeliverToApplication));
+        assert!(matches!(&out.message.packet, Packet::Rtcp(p) if p.is_empty()));
     }
 }

@@ -163,6 +163,13 @@ impl Driver {
                 keyframe_requests_received: counters
                     .keyframe_requests_received
                     .load(Ordering::Relaxed),
+                keyframe_requests_sent: counters.keyframe_requests.load(Ordering::Relaxed),
+                video_packets_received: counters.video_packets.load(Ordering::Relaxed),
+                decode_errors: counters.decode_errors.load(Ordering::Relaxed),
+                nacks_received: transport.nacks_received,
+                retransmits_sent: transport.retransmits_sent,
+                nacks_sent: transport.nacks_sent,
+                retransmits_received: transport.retransmits_received,
             };
             link.last_bytes_in = transport.bytes_received;
             link.last_bytes_out = transport.bytes_sent;

@@ -1,0 +1,82 @@
+//! The bandwidth estimator the congestion-control interceptor runs: GCC,
+//! with what it sees logged once a second (target `kith_call::estimator`
+//! at debug) so a collapsing estimate can be told apart: the delay half or
+//! the loss half, and the loss it measured.
+
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
+use tracing::debug;
+
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// What the chain is told is this many times GCC's estimate. webrtc-rs's
+/// pacer releases at exactly the target it hears, so an encoder's overshoot
+/// (a keyframe, retransmissions) queues behind it for seconds; Chromium
+/// paces at 2.5× its estimate for that reason. The congestion controller
+/// publishes only this figure, so whoever reads it (the stats, the encoder
+/// policy) divides it back: see [`estimate_from_target`].
+pub const PACING_FACTOR: f64 = 2.5;
+
+/// The bandwidth estimate behind a target the chain published.
+pub fn estimate_from_target(target_bps: f64) -> f64 {
+    target_bps / PACING_FACTOR
+}
+
+pub struct Estimator {
+    gcc: Gcc,
+    last_log: Option<Instant>,
+    reported: usize,
+    lost: usize,
+}
+
+impl Estimator {
+    pub fn new(start_bps: f64, min_bps: f64, max_bps: f64) -> Self {
+        Self {
+            gcc: Gcc::new(start_bps, min_bps, max_bps),
+            last_log: None,
+            reported: 0,
+            lost: 0,
+        }
+    }
+}
+
+impl BandwidthEstimator for Estimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.gcc.on_reports(now, reports);
+        self.reported += reports.len();
+        self.lost += reports.iter().filter(|r| !r.arrived).count();
+        if self
+            .last_log
+            .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
+        {
+            debug!(
+                target_bps = self.gcc.target_bitrate() as u64,
+                delay_bps = self.gcc.delay_based_bitrate() as u64,
+                loss_bps = self.gcc.loss_based_bitrate() as u64,
+                reported = self.reported,
+                lost = self.lost,
+                "estimate"
+            );
+            self.last_log = Some(now);
+            self.reported = 0;
+            self.lost = 0;
+        }
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.gcc.target_bitrate() * PACING_FACTOR
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.gcc.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.gcc.poll_timeout()
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        self.gcc.stats()
+    }
+}
