@@ -346,3 +346,118 @@ impl Coturn {
         }
     }
 }
+
+/// Two hosts on a LAN of their own: network namespaces joined by a veth
+/// pair, addresses on the veth (10.77.0.1 and 10.77.0.2), loopback up, and
+/// no default route. Removed when dropped. Needs root and iproute2 (and
+/// nftables for [`Lan::lose_udp`]); `cargo xtask test` installs them.
+#[derive(Debug)]
+pub struct Lan {
+    pub a: String,
+    pub b: String,
+}
+
+pub const LAN_A: &str = "10.77.0.1";
+pub const LAN_B: &str = "10.77.0.2";
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Lan {
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{n}", std::process::id() % 100_000);
+        let lan = Lan {
+            a: format!("kith-a{tag}"),
+            b: format!("kith-b{tag}"),
+        };
+        let (va, vb) = (format!("kva{tag}"), format!("kvb{tag}"));
+        let (a_addr, b_addr) = (format!("{LAN_A}/24"), format!("{LAN_B}/24"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &lan.a],
+            vec!["netns", "add", &lan.b],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &va, "netns", &lan.a],
+            vec!["link", "set", &vb, "netns", &lan.b],
+            vec!["-n", &lan.a, "addr", "add", &a_addr, "dev", &va],
+            vec!["-n", &lan.b, "addr", "add", &b_addr, "dev", &vb],
+            vec!["-n", &lan.a, "link", "set", &va, "up"],
+            vec!["-n", &lan.b, "link", "set", &vb, "up"],
+            vec!["-n", &lan.a, "link", "set", "lo", "up"],
+            vec!["-n", &lan.b, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            assert!(
+                ip(&step),
+                "`ip {}` failed: the network tests need root and iproute2 \
+                 (cargo xtask test installs it)",
+                step.join(" ")
+            );
+        }
+        lan
+    }
+
+    /// `program` run inside namespace `ns`.
+    pub fn exec(&self, ns: &str, program: &Path) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns]).arg(program);
+        command
+    }
+
+    /// Both hosts drop `percent` % of the UDP packets they receive, at
+    /// random (nftables; this kernel has no netem).
+    pub fn lose_udp(&self, percent: u32) {
+        for ns in [&self.a, &self.b] {
+            let rules = format!(
+                "table inet kith_loss {{\n chain input {{\n  type filter hook input priority 0;\n  \
+                 meta l4proto udp numgen random mod 100 lt {percent} drop\n }}\n}}\n"
+            );
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", ns, "nft", "-f", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("nft runs (cargo xtask test installs nftables)");
+            if let Some(stdin) = child.stdin.as_mut() {
+                use std::io::Write as _;
+                stdin.write_all(rules.as_bytes()).unwrap();
+            }
+            assert!(child.wait().unwrap().success(), "nft refused: {rules}");
+        }
+    }
+
+    /// signaling-dev inside host a.
+    pub fn server(&self) -> Process {
+        let mut server = Process::spawn(
+            "signaling-dev",
+            self.exec(&self.a, &binary("signaling-dev"))
+                .args(["--listen", &format!("{LAN_A}:8787")]),
+        );
+        server.wait_for_line("\"listening\"", PATIENCE);
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{LAN_A}:8787/ws")
+    }
+
+    /// kith-cli inside namespace `ns` with these arguments after `--user`.
+    pub fn kith_cli(&self, ns: &str, user: &str, args: &Args) -> Process {
+        let mut command = self.exec(ns, &binary("kith-cli"));
+        command
+            .args(["--server", &self.url(), "--user", user])
+            .args(&args.0);
+        Process::spawn(&format!("kith-cli {user}"), &mut command)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.a]);
+        ip(&["netns", "del", &self.b]);
+    }
+}

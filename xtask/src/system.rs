@@ -30,8 +30,15 @@ const BUILD: &[&str] = &[
 ];
 /// Needed only by tests and benchmarks: a real TURN server, and PulseAudio
 /// for audio devices (null sinks) on machines without sound hardware, and
-/// iproute2 for the network namespaces of the network tests.
-const TEST: &[&str] = &["coturn", "pulseaudio", "pulseaudio-utils", "iproute2"];
+/// iproute2 and nftables for the network namespaces (and their loss) of
+/// the network tests.
+const TEST: &[&str] = &[
+    "coturn",
+    "pulseaudio",
+    "pulseaudio-utils",
+    "iproute2",
+    "nftables",
+];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {
     let mut packages = BUILD.to_vec();
