@@ -368,7 +368,8 @@ fn ip(args: &[&str]) -> bool {
 }
 
 impl Lan {
-    pub fn new() -> Self {
+    /// Builds the namespaces and the link (not `new`: it changes the host).
+    pub fn up() -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);

@@ -29,7 +29,7 @@ fn call(lan: &Lan, scratch: &Scratch, secs: u32) -> (serde_json::Value, serde_js
 
 #[test]
 fn a_call_works_between_hosts_with_no_default_route() {
-    let lan = Lan::new();
+    let lan = Lan::up();
     let scratch = Scratch::new("isolated-lan");
     let (alice, bob) = call(&lan, &scratch, 8);
     for (me, report, other) in [("alice", &alice, "bob"), ("bob", &bob, "alice")] {
@@ -50,7 +50,7 @@ fn a_call_works_between_hosts_with_no_default_route() {
 /// this loss; now it is ~26 fps (at 15 fps here: most frames).
 #[test]
 fn a_call_stays_up_at_five_percent_random_loss() {
-    let lan = Lan::new();
+    let lan = Lan::up();
     lan.lose_udp(5);
     let scratch = Scratch::new("lossy-lan");
     let (alice, bob) = call(&lan, &scratch, 15);
