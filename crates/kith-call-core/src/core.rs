@@ -16,6 +16,7 @@ use crate::bandwidth::BandwidthPolicy;
 use crate::chat::{ChatBook, Incoming};
 use crate::error::CallError;
 use crate::events::{CallEvent, InviteEnd, LeaveReason, MissedReason, ReconnectCause, RingOutcome};
+use crate::ice_recovery::Step;
 use crate::io::{Command, Input, LinkSample, MediaOp, Outgoing, Output, PeerFact, PeerOp};
 use crate::keyframes::KeyframeThrottle;
 use crate::link::{IceState, Link, LinkId, PeerState, Remote};
@@ -131,6 +132,7 @@ impl CallCore {
             .links
             .values()
             .filter_map(|l| l.detached_since.map(|since| since + DETACHED_GRACE));
+        let broken = self.links.values().filter_map(|l| l.ice.next_deadline());
         [
             Some(self.next_stats),
             self.ringing.next_deadline(),
@@ -140,6 +142,7 @@ impl CallCore {
         .into_iter()
         .flatten()
         .chain(detached)
+        .chain(broken)
         .min()
         .unwrap_or(self.next_stats)
     }
@@ -750,6 +753,7 @@ impl CallCore {
             }
             PeerFact::Connected { candidate_type } => {
                 link.state = PeerState::Connected;
+                link.ice.healthy();
                 let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
                 if !link.connected_once {
                     link.connected_once = true;
@@ -769,9 +773,13 @@ impl CallCore {
             PeerFact::State(state) => {
                 link.state = state;
                 match state {
-                    PeerState::Failed => self.close_link(id, LeaveReason::Failed),
+                    // Without signaling nothing can be renegotiated.
+                    PeerState::Failed if link.detached_since.is_some() || !link.connected_once => {
+                        self.close_link(id, LeaveReason::Failed);
+                    }
+                    // An ICE restart may bring it back (see `ice_recovery`).
+                    PeerState::Failed | PeerState::Disconnected => self.network_trouble(now, id),
                     PeerState::Closed => self.close_link(id, LeaveReason::Closed),
-                    PeerState::Disconnected => self.network_trouble(id),
                     _ => {}
                 }
             }
@@ -779,12 +787,15 @@ impl CallCore {
                 IceState::Disconnected | IceState::Failed if link.detached_since.is_some() => {
                     self.close_link(id, LeaveReason::Gone);
                 }
-                IceState::Disconnected => self.network_trouble(id),
-                IceState::Connected | IceState::Completed
-                    if link.reconnecting
+                IceState::Disconnected | IceState::Failed => self.network_trouble(now, id),
+                IceState::Connected | IceState::Completed => {
+                    link.ice.healthy();
+                    if !(link.reconnecting
                         && link.detached_since.is_none()
-                        && link.state == PeerState::Connected =>
-                {
+                        && link.state == PeerState::Connected)
+                    {
+                        return;
+                    }
                     link.reconnecting = false;
                     let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
                     self.emit(CallEvent::PeerReconnected { session, user });
@@ -849,10 +860,13 @@ impl CallCore {
         }
     }
 
-    fn network_trouble(&mut self, id: LinkId) {
+    fn network_trouble(&mut self, now: Instant, id: LinkId) {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
+        if link.connected_once {
+            link.ice.trouble(now);
+        }
         if link.reconnecting || !link.connected_once {
             return;
         }
@@ -881,6 +895,7 @@ impl CallCore {
                 session: link.remote.session.clone(),
                 user: link.remote.user.clone(),
                 connected: link.state == PeerState::Connected,
+                ice_restarts: link.ice.restarts(),
                 measure: sample.measure,
             });
         }
@@ -1134,6 +1149,7 @@ impl CallCore {
         for id in stale {
             self.close_link(id, LeaveReason::DidNotComeBack);
         }
+        self.recover_paths(now);
         for ring in self.ringing.take_expired_outgoing(now) {
             self.end_ring(ring, RingOutcome::NoAnswer);
         }
@@ -1149,6 +1165,34 @@ impl CallCore {
             self.media(MediaOp::Keyframe(codec));
         }
         self.orphans.expire(now);
+    }
+}
+
+impl CallCore {
+    /// Restarts ICE on connections whose path broke, or gives them up.
+    fn recover_paths(&mut self, now: Instant) {
+        let signaling_up = self.session.is_some();
+        let mut restart = Vec::new();
+        let mut give_up = Vec::new();
+        for (id, link) in &mut self.links {
+            let can_restart = signaling_up
+                && link.detached_since.is_none()
+                && link.remote_description_set
+                && !link.making_offer
+                && !link.have_local_offer;
+            match link.ice.step(now, can_restart) {
+                Step::Wait => {}
+                Step::Restart => restart.push(*id),
+                Step::GiveUp => give_up.push(*id),
+            }
+        }
+        for id in restart {
+            info!(%id, "the path broke: restarting ICE");
+            self.make_offer(id, true);
+        }
+        for id in give_up {
+            self.close_link(id, LeaveReason::Failed);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod chat;
 mod core;
 pub mod error;
 pub mod events;
+pub mod ice_recovery;
 pub mod io;
 pub mod keyframes;
 pub mod link;

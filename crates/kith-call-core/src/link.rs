@@ -79,6 +79,7 @@ pub struct Link {
     pub created_at: Instant,
     pub connected_once: bool,
     pub reconnecting: bool,
+    pub ice: crate::ice_recovery::IceRecovery,
 }
 
 impl Link {
@@ -101,6 +102,7 @@ impl Link {
             created_at: now,
             connected_once: false,
             reconnecting: false,
+            ice: crate::ice_recovery::IceRecovery::default(),
         }
     }
 

@@ -69,6 +69,8 @@ pub struct PeerStats {
     pub session: SessionId,
     pub user: UserId,
     pub connected: bool,
+    /// ICE restarts made to recover a broken path.
+    pub ice_restarts: u32,
     #[serde(flatten)]
     pub measure: PeerMeasure,
 }

@@ -828,3 +828,124 @@ fn ops_for_a_link_are_never_issued_before_it_is_created() {
     }
     let _ = PeerOp::Close;
 }
+
+// ---------------------------------------------------------------- broken paths
+
+fn restarts(net: &Net, name: &str) -> usize {
+    net.client(name)
+        .sent
+        .iter()
+        .filter(|o| matches!(o.message, ClientMessage::Offer { .. }))
+        .count()
+}
+
+#[test]
+fn a_broken_path_is_restarted_after_a_pause_and_the_call_recovers() {
+    let mut net = call(&["alice", "bob"]);
+    let offers = restarts(&net, "alice") + restarts(&net, "bob");
+    net.break_path("alice", "bob", false);
+    for name in ["alice", "bob"] {
+        assert!(net.client(name).has(|e| matches!(
+            e,
+            CallEvent::PeerReconnecting {
+                cause: kith_call_core::ReconnectCause::Network,
+                ..
+            }
+        )));
+    }
+    net.run_for(SECOND);
+    assert_eq!(
+        restarts(&net, "alice") + restarts(&net, "bob"),
+        offers,
+        "a blip is given time to heal by itself"
+    );
+    net.run_for(2 * SECOND);
+    assert!(
+        restarts(&net, "alice") + restarts(&net, "bob") > offers,
+        "an ICE restart was offered"
+    );
+    assert!(net.run_until(5 * SECOND, |n| {
+        n.clients.iter().all(|c| c.connected_pcs() == 1)
+    }));
+    for name in ["alice", "bob"] {
+        let client = net.client(name);
+        assert!(
+            client.has(|e| matches!(e, CallEvent::PeerReconnected { .. })),
+            "{name}"
+        );
+        assert!(
+            !client.has(|e| matches!(e, CallEvent::PeerLeft { .. })),
+            "{name}"
+        );
+        assert_eq!(
+            creates(&net, name),
+            1,
+            "{name}: the same connection, restarted"
+        );
+    }
+    // The restart shows in the stats.
+    net.run_for(2 * SECOND);
+    let stats = net
+        .client("alice")
+        .events_of(|e| matches!(e, CallEvent::Stats { .. }));
+    let Some(CallEvent::Stats { peers }) = stats.last() else {
+        panic!("stats")
+    };
+    let both = peers[0].ice_restarts
+        + net
+            .client("bob")
+            .events_of(|e| matches!(e, CallEvent::Stats { .. }))
+            .last()
+            .map_or(0, |e| match e {
+                CallEvent::Stats { peers } => peers[0].ice_restarts,
+                _ => 0,
+            });
+    assert!(both >= 1, "restarts counted: {both}");
+}
+
+#[test]
+fn a_blip_that_heals_by_itself_needs_no_restart() {
+    let mut net = call(&["alice", "bob"]);
+    let offers = restarts(&net, "alice") + restarts(&net, "bob");
+    let links: Vec<_> = ["alice", "bob"]
+        .iter()
+        .map(|n| (*n, *net.client(n).pcs.keys().next().unwrap()))
+        .collect();
+    for (name, link) in &links {
+        net.fact(name, *link, PeerFact::Ice(IceState::Disconnected));
+    }
+    net.run_for(Duration::from_millis(800));
+    for (name, link) in &links {
+        net.fact(name, *link, PeerFact::Ice(IceState::Connected));
+    }
+    net.run_for(10 * SECOND);
+    assert_eq!(restarts(&net, "alice") + restarts(&net, "bob"), offers);
+    assert!(
+        net.client("alice")
+            .has(|e| matches!(e, CallEvent::PeerReconnected { .. }))
+    );
+}
+
+#[test]
+fn a_path_that_never_comes_back_is_given_up() {
+    let mut net = call(&["alice", "bob"]);
+    let offers = restarts(&net, "alice") + restarts(&net, "bob");
+    net.break_path("alice", "bob", true);
+    net.run_for(25 * SECOND);
+    assert!(
+        !net.client("alice")
+            .has(|e| matches!(e, CallEvent::PeerLeft { .. }))
+    );
+    assert!(
+        restarts(&net, "alice") + restarts(&net, "bob") >= offers + 3,
+        "restarts are retried"
+    );
+    net.run_for(6 * SECOND);
+    assert!(net.client("alice").has(|e| matches!(
+        e,
+        CallEvent::PeerLeft {
+            reason: LeaveReason::Failed,
+            ..
+        }
+    )));
+}

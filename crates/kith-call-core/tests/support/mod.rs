@@ -43,6 +43,10 @@ pub struct FakePc {
     pub sending: bool,
     pub rollbacks: u32,
     pub closed: bool,
+    /// The path broke while this end had this local ufrag: it stays down
+    /// until an ICE restart brings new credentials (or for good if `dead`).
+    pub broken: Option<String>,
+    pub dead: bool,
 }
 
 #[derive(Debug)]
@@ -396,6 +400,8 @@ impl Net {
                         sending: false,
                         rollbacks: 0,
                         closed: false,
+                        broken: None,
+                        dead: false,
                     },
                 );
             }
@@ -427,7 +433,12 @@ impl Net {
                 if rollback {
                     pc.rollbacks += 1;
                 }
-                pc.remote = ufrag_of(&offer);
+                let remote = ufrag_of(&offer);
+                // The remote restarted ICE: answer with fresh credentials too.
+                if pc.remote.is_some() && pc.remote != remote {
+                    pc.generation += 1;
+                }
+                pc.remote = remote;
                 let ufrag = format!("{}g{}", pc.ufrag, pc.generation);
                 pc.local = Some(ufrag.clone());
                 let candidate = IceCandidate {
@@ -497,6 +508,29 @@ impl Net {
         }
     }
 
+    /// The path between two connected peers breaks (both ends see ICE
+    /// disconnected); it comes back only with new ICE credentials, or
+    /// never when `for_good`.
+    pub fn break_path(&mut self, a: &str, b: &str, for_good: bool) {
+        let (ia, ib) = (self.index(a), self.index(b));
+        for (me, other) in [(ia, ib), (ib, ia)] {
+            let links: Vec<LinkId> = self.clients[me].pcs.keys().copied().collect();
+            for link in links {
+                if self.far_end(me, link).map(|(o, _)| o) != Some(other) {
+                    continue;
+                }
+                let pc = self.clients[me].pcs.get_mut(&link).unwrap();
+                pc.connected = false;
+                pc.broken = pc.local.clone();
+                pc.dead = for_good;
+                self.clients[me]
+                    .facts
+                    .push_back((link, PeerFact::Ice(IceState::Disconnected)));
+            }
+        }
+        self.settle();
+    }
+
     /// The client and link at the other end of `(index, link)`.
     fn far_end(&self, index: usize, link: LinkId) -> Option<(usize, LinkId)> {
         let pc = self.clients[index].pcs.get(&link)?;
@@ -525,7 +559,7 @@ impl Net {
                     continue;
                 };
                 let pc = self.clients[index].pcs.get_mut(&link).unwrap();
-                if pc.connected {
+                if pc.connected || pc.dead || (pc.broken.is_some() && pc.broken == pc.local) {
                     continue;
                 }
                 pc.connected = true;
