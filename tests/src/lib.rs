@@ -355,6 +355,8 @@ impl Coturn {
 pub struct Lan {
     pub a: String,
     pub b: String,
+    va: String,
+    vb: String,
 }
 
 pub const LAN_A: &str = "10.77.0.1";
@@ -373,11 +375,13 @@ impl Lan {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
+        let (va, vb) = (format!("kva{tag}"), format!("kvb{tag}"));
         let lan = Lan {
             a: format!("kith-a{tag}"),
             b: format!("kith-b{tag}"),
+            va: va.clone(),
+            vb: vb.clone(),
         };
-        let (va, vb) = (format!("kva{tag}"), format!("kvb{tag}"));
         let (a_addr, b_addr) = (format!("{LAN_A}/24"), format!("{LAN_B}/24"));
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", &lan.a],
@@ -428,6 +432,20 @@ impl Lan {
                 stdin.write_all(rules.as_bytes()).unwrap();
             }
             assert!(child.wait().unwrap().success(), "nft refused: {rules}");
+        }
+    }
+
+    /// Both hosts send at most `kbit` kbit/s onto the link (tc tbf).
+    pub fn cap_rate(&self, kbit: u32) {
+        for (ns, dev) in [(&self.a, &self.va), (&self.b, &self.vb)] {
+            let rate = format!("{kbit}kbit");
+            assert!(
+                ip(&[
+                    "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+                    "rate", &rate, "burst", "32kbit", "latency", "200ms"
+                ]),
+                "tc refused the rate cap"
+            );
         }
     }
 

@@ -7,10 +7,19 @@ use kith_e2e::*;
 
 /// Alice on host a (with the server), bob on host b, `secs` in the call.
 fn call(lan: &Lan, scratch: &Scratch, secs: u32) -> (serde_json::Value, serde_json::Value) {
+    call_at(lan, scratch, secs, (320, 180, 15))
+}
+
+fn call_at(
+    lan: &Lan,
+    scratch: &Scratch,
+    secs: u32,
+    (width, height, fps): (u32, u32, u32),
+) -> (serde_json::Value, serde_json::Value) {
     let _server = lan.server();
     let args = |user: &str| {
         Args::new(&["join", "r1"])
-            .media("VP8", 320, 180, 15)
+            .media("VP8", width, height, fps)
             .opt("--duration", secs)
             .opt("--chat", 20)
             .opt("--chat-interval-ms", 200)
@@ -67,6 +76,30 @@ fn a_call_stays_up_at_five_percent_random_loss() {
             "{me}: {report:#}"
         );
         assert_eq!(report["chat"]["received"], 20, "{me}: {report:#}");
+        assert_eq!(report["chat"]["acked"], 20, "{me}: {report:#}");
+    }
+}
+
+/// A 500 kbit/s link from the start: the call must fit itself into it
+/// rather than flood it (it used to start at 2.5 Mbit/s and decode nothing
+/// in 40 s).
+#[test]
+fn a_call_starts_on_a_500_kbit_link_and_fits_into_it() {
+    let lan = Lan::up();
+    lan.cap_rate(500);
+    let scratch = Scratch::new("slow-lan");
+    let (alice, bob) = call_at(&lan, &scratch, 20, (640, 360, 15));
+    for (me, report, other) in [("alice", &alice, "bob"), ("bob", &bob, "alice")] {
+        let peer = peer(report, other);
+        // ~280 frames in 19 s at 15 fps.
+        assert!(
+            peer["frames_decoded"].as_u64().unwrap() > 80,
+            "{me}: {report:#}"
+        );
+        assert!(
+            peer["audio_packets_received"].as_u64().unwrap() > 150,
+            "{me}: {report:#}"
+        );
         assert_eq!(report["chat"]["acked"], 20, "{me}: {report:#}");
     }
 }

@@ -89,8 +89,10 @@ pub struct CallOptions {
     pub height: u32,
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Start video bitrate, kbit/s.
-    #[arg(long, default_value_t = 2500)]
+    /// Start video bitrate, kbit/s; the bandwidth estimate climbs (or
+    /// falls) from there. Starting low keeps a slow link from being flooded
+    /// before the estimate has seen it.
+    #[arg(long, default_value_t = 1000)]
     pub bitrate: u32,
     /// Highest video bitrate the bandwidth estimate may reach, kbit/s.
     #[arg(long, default_value_t = 4000)]
@@ -141,7 +143,7 @@ impl CallOptions {
             width: 1280,
             height: 720,
             fps: 30,
-            bitrate: 2500,
+            bitrate: 1000,
             max_bitrate: 4000,
             chat: 0,
             chat_interval_ms: 50,
