@@ -417,11 +417,33 @@ impl Lan {
     /// Both hosts drop `percent` % of the UDP packets they receive, at
     /// random (nftables; this kernel has no netem).
     pub fn lose_udp(&self, percent: u32) {
+        self.nft(&format!(
+            "table inet kith_loss {{\n chain input {{\n  type filter hook input priority 0;\n  \
+             meta l4proto udp numgen random mod 100 lt {percent} drop\n }}\n}}\n"
+        ));
+    }
+
+    /// Both hosts stop receiving UDP (the path is cut) until [`Lan::restore_udp`].
+    pub fn cut_udp(&self) {
+        self.nft("table inet kith_cut {\n chain input {\n  type filter hook input priority 0;\n  meta l4proto udp drop\n }\n}\n");
+    }
+
+    pub fn restore_udp(&self) {
         for ns in [&self.a, &self.b] {
-            let rules = format!(
-                "table inet kith_loss {{\n chain input {{\n  type filter hook input priority 0;\n  \
-                 meta l4proto udp numgen random mod 100 lt {percent} drop\n }}\n}}\n"
+            assert!(
+                Command::new("ip")
+                    .args([
+                        "netns", "exec", ns, "nft", "delete", "table", "inet", "kith_cut"
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                "nft could not restore the path"
             );
+        }
+    }
+
+    fn nft(&self, rules: &str) {
+        for ns in [&self.a, &self.b] {
             let mut child = Command::new("ip")
                 .args(["netns", "exec", ns, "nft", "-f", "-"])
                 .stdin(Stdio::piped())

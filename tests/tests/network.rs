@@ -103,3 +103,56 @@ fn a_call_starts_on_a_500_kbit_link_and_fits_into_it() {
         assert_eq!(report["chat"]["acked"], 20, "{me}: {report:#}");
     }
 }
+
+/// Every UDP packet between the hosts is dropped for 5 s (Wi-Fi out of
+/// range, a NAT rebinding) while signaling (TCP) stays up: both sides show
+/// the peer reconnecting, ICE is restarted, and the media resumes on the
+/// same connection.
+#[test]
+fn a_call_recovers_from_a_five_second_path_cut() {
+    let lan = Lan::up();
+    let scratch = Scratch::new("cut-lan");
+    let _server = lan.server();
+    let args = |user: &str| {
+        Args::new(&["join", "r1"])
+            .media("VP8", 320, 180, 15)
+            .opt("--duration", 22)
+            .path("--report", &scratch.path(&format!("{user}.json")))
+            .path("--stats-json", &scratch.path(&format!("{user}.stats")))
+    };
+    let mut alice = lan.kith_cli(&lan.a, "alice", &args("alice"));
+    alice.wait_for_line("joined", PATIENCE);
+    let mut bob = lan.kith_cli(&lan.b, "bob", &args("bob"));
+    bob.wait_for_line("peer_connected", PATIENCE);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    lan.cut_udp();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    lan.restore_udp();
+    bob.expect_exit(0, PATIENCE);
+    alice.expect_exit(0, PATIENCE);
+    for (me, process, other) in [("alice", &alice, "bob"), ("bob", &bob, "alice")] {
+        assert!(
+            !process.events("peer_reconnected").is_empty(),
+            "{me} never saw {other} come back: {:?}",
+            process.seen
+        );
+        // One connection for the whole call, and video after the cut: the
+        // last stats seconds still decode frames.
+        let report = report(&scratch.path(&format!("{me}.json")));
+        assert_eq!(report["peers"].as_array().unwrap().len(), 1, "{report:#}");
+        let frames: Vec<u64> = std::fs::read_to_string(scratch.path(&format!("{me}.stats")))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|s| {
+                s["peers"].as_array()?.iter().find(|p| p["user"] == other)?["frames_decoded"]
+                    .as_u64()
+            })
+            .collect();
+        let tail = &frames[frames.len().saturating_sub(4)..];
+        assert!(
+            tail.windows(2).all(|w| w[1] > w[0]),
+            "{me}'s video from {other} did not come back after the cut: {frames:?}"
+        );
+    }
+}
