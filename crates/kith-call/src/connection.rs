@@ -171,7 +171,11 @@ fn local_track(
 /// every 100 ms for as long as the packet stays in its log (about 17 times,
 /// seen here: 900 retransmissions for 100 lost packets). Two asks cover a
 /// lost retransmission and cost 2× the loss rate in repair traffic.
-const NACKS_PER_PACKET: u16 = 2;
+const NACKS_PER_PACKET: u16 = 3;
+/// How often missing packets are asked for. webrtc-rs's 100 ms means a
+/// packet whose retransmission is lost too is asked for again only after
+/// the frame assembler has nearly given up on it (200 ms).
+const NACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// webrtc-rs's `configure_nack` with the generator's asks bounded.
 fn nack(
@@ -195,6 +199,7 @@ fn nack(
         .with(
             rtc::interceptor::Slot::NackGenerator,
             rtc::interceptor::NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
                 .with_max_nacks_per_packet(NACKS_PER_PACKET)
                 .build(),
         )
