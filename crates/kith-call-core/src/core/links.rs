@@ -1,0 +1,293 @@
+//! Links: creating, offering, answering, rebinding, closing.
+
+use std::time::Instant;
+
+use kith_proto::{IceCandidate, RoomId, Sdp, SessionId, UserId};
+use tracing::{debug, info};
+
+use super::CallCore;
+use crate::events::{CallEvent, LeaveReason, ReconnectCause};
+use crate::io::PeerOp;
+use crate::link::{Link, LinkId, PeerState, Remote};
+use crate::negotiation::{ice_ufrag, is_polite};
+
+impl CallCore {
+    pub(super) fn link_by_session(&self, room: &RoomId, session: &SessionId) -> Option<LinkId> {
+        self.links
+            .iter()
+            .find(|(_, l)| &l.remote.room == room && &l.remote.session == session)
+            .map(|(id, _)| *id)
+    }
+
+    /// Mesh rule, as the joiner: offer to a peer listed in `joined`, reusing
+    /// a connection that survived a reconnect when there is one.
+    pub(super) fn offer_to(&mut self, now: Instant, remote: Remote) {
+        let existing = self
+            .link_by_session(&remote.room, &remote.session)
+            .or_else(|| {
+                self.links
+                    .iter()
+                    .find(|(_, l)| {
+                        l.detached_since.is_some()
+                            && l.remote.room == remote.room
+                            && l.remote.user == remote.user
+                    })
+                    .map(|(id, _)| *id)
+            });
+        let id = match existing {
+            Some(id) => {
+                self.rebind(id, remote.session);
+                id
+            }
+            None => match self.new_link(now, remote, true) {
+                Some(id) => id,
+                None => return,
+            },
+        };
+        self.make_offer(id, false);
+    }
+
+    pub(super) fn make_offer(&mut self, id: LinkId, ice_restart: bool) {
+        if let Some(link) = self.links.get_mut(&id) {
+            link.making_offer = true;
+            self.peer_op(id, PeerOp::CreateOffer { ice_restart });
+        }
+    }
+
+    pub(super) fn new_link(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        offerer: bool,
+    ) -> Option<LinkId> {
+        let mine = self.session.clone()?;
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        let polite = is_polite(&mine, &remote.session);
+        let mut link = Link::new(remote.clone(), polite, now);
+        for candidate in self.orphans.take(&remote.session) {
+            link.queue_candidate(candidate);
+        }
+        info!(
+            %id,
+            user = remote.user.as_str(),
+            session = remote.session.as_str(),
+            offerer,
+            "new peer connection"
+        );
+        self.links.insert(id, link);
+        let op = PeerOp::Create {
+            remote,
+            offerer,
+            ice_servers: self.ice_servers.clone(),
+            video_codecs: self.config.video_codecs.clone(),
+        };
+        self.peer_op(id, op);
+        Some(id)
+    }
+
+    pub(super) fn rebind(&mut self, id: LinkId, session: SessionId) {
+        let mine = self.session.clone();
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        link.detached_since = None;
+        if let Some(mine) = &mine {
+            link.polite = is_polite(mine, &session);
+        }
+        let mut events = Vec::new();
+        if link.remote.session != session {
+            let old = std::mem::replace(&mut link.remote.session, session.clone());
+            info!(%id, old = old.as_str(), new = session.as_str(), "connection rebound to a new session");
+            events.push(CallEvent::PeerRebound {
+                old_session: old,
+                session: session.clone(),
+                user: link.remote.user.clone(),
+            });
+        }
+        if link.reconnecting && link.state == PeerState::Connected {
+            link.reconnecting = false;
+            events.push(CallEvent::PeerReconnected {
+                session,
+                user: link.remote.user.clone(),
+            });
+        }
+        for event in events {
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn remote_offer(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        from: SessionId,
+        from_user: UserId,
+        sdp: Sdp,
+    ) {
+        if !self.rooms.contains(&room) {
+            debug!(room = room.as_str(), "an offer for a room we are not in");
+            return;
+        }
+        let ufrag = ice_ufrag(sdp.as_str()).map(str::to_owned);
+        let id = match self.link_by_session(&room, &from) {
+            Some(id) => id,
+            None => {
+                // A connection that survived its peer's reconnect: same ICE
+                // credentials, new session.
+                let survivor = self
+                    .links
+                    .iter()
+                    .find(|(_, l)| {
+                        l.detached_since.is_some()
+                            && l.remote.room == room
+                            && l.remote_ufrag.is_some()
+                            && l.remote_ufrag == ufrag
+                    })
+                    .map(|(id, _)| *id);
+                match survivor {
+                    Some(id) => {
+                        self.rebind(id, from);
+                        id
+                    }
+                    None => {
+                        let remote = Remote {
+                            room,
+                            session: from,
+                            user: from_user,
+                        };
+                        match self.new_link(now, remote, false) {
+                            Some(id) => id,
+                            None => return,
+                        }
+                    }
+                }
+            }
+        };
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let collision = link.making_offer || link.have_local_offer;
+        if collision && !link.polite {
+            debug!(%id, "glare: we are impolite, ignoring their offer");
+            return;
+        }
+        if collision {
+            debug!(%id, "glare: we are polite, rolling back our offer");
+        }
+        link.making_offer = false;
+        link.have_local_offer = false;
+        link.answering = true;
+        link.remote_description_set = true;
+        if ufrag.is_some() {
+            link.remote_ufrag = ufrag;
+        }
+        let pending = std::mem::take(&mut link.pending_candidates);
+        self.peer_op(
+            id,
+            PeerOp::AcceptOffer {
+                sdp,
+                rollback: collision,
+            },
+        );
+        for candidate in pending {
+            self.peer_op(id, PeerOp::AddCandidate(candidate));
+        }
+        self.maybe_start_sending(id);
+    }
+
+    pub(super) fn remote_answer(&mut self, room: RoomId, from: SessionId, sdp: Sdp) {
+        let Some(id) = self.link_by_session(&room, &from) else {
+            debug!(
+                from = from.as_str(),
+                "an answer from a session we did not offer to"
+            );
+            return;
+        };
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if !link.have_local_offer {
+            debug!(%id, "an answer without a pending offer, ignored");
+            return;
+        }
+        link.have_local_offer = false;
+        link.remote_description_set = true;
+        if let Some(ufrag) = ice_ufrag(sdp.as_str()) {
+            link.remote_ufrag = Some(ufrag.to_owned());
+        }
+        let pending = std::mem::take(&mut link.pending_candidates);
+        self.peer_op(id, PeerOp::AcceptAnswer { sdp });
+        for candidate in pending {
+            self.peer_op(id, PeerOp::AddCandidate(candidate));
+        }
+        self.maybe_start_sending(id);
+    }
+
+    pub(super) fn remote_candidate(&mut self, id: LinkId, candidate: IceCandidate) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if link.remote_description_set {
+            self.peer_op(id, PeerOp::AddCandidate(candidate));
+        } else {
+            link.queue_candidate(candidate);
+        }
+    }
+
+    pub(super) fn maybe_start_sending(&mut self, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        // Packets written before DTLS-SRTP is up are dropped, and a lost
+        // first keyframe would leave the peer waiting for a PLI.
+        if link.state != PeerState::Connected
+            || !link.remote_description_set
+            || link.sending_requested
+        {
+            return;
+        }
+        link.sending_requested = true;
+        self.peer_op(id, PeerOp::StartSending);
+    }
+
+    pub(super) fn close_link(&mut self, id: LinkId, reason: LeaveReason) {
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
+        info!(%id, ?reason, user = link.remote.user.as_str(), "peer connection closed");
+        self.peer_op(id, PeerOp::Close);
+        self.keyframes.forget(id);
+        if !self
+            .links
+            .values()
+            .any(|l| l.remote.user == link.remote.user)
+        {
+            self.chat.forget_user(&link.remote.user);
+        }
+        self.emit(CallEvent::PeerLeft {
+            session: link.remote.session,
+            user: link.remote.user,
+            reason,
+        });
+    }
+
+    pub(super) fn network_trouble(&mut self, now: Instant, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if link.connected_once {
+            link.ice.trouble(now);
+        }
+        if link.reconnecting || !link.connected_once {
+            return;
+        }
+        link.reconnecting = true;
+        let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
+        self.emit(CallEvent::PeerReconnecting {
+            session,
+            user,
+            cause: ReconnectCause::Network,
+        });
+    }
+}

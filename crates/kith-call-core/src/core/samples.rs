@@ -1,0 +1,73 @@
+//! Each second's measurements: the stats event and the bandwidth policy.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use kith_media::codec::VideoCodec;
+use tracing::info;
+
+use super::CallCore;
+use crate::bandwidth::BandwidthPolicy;
+use crate::events::CallEvent;
+use crate::io::{LinkSample, MediaOp};
+use crate::link::{LinkId, PeerState};
+use crate::stats::PeerStats;
+
+impl CallCore {
+    pub(super) fn stats(&mut self, now: Instant, samples: Vec<(LinkId, LinkSample)>) {
+        let mut peers = Vec::new();
+        let mut weakest: BTreeMap<u8, (VideoCodec, f64)> = BTreeMap::new();
+        for (id, sample) in samples {
+            let Some(link) = self.links.get(&id) else {
+                continue;
+            };
+            if let (Some(codec), Some(estimate)) = (link.sending_video, sample.estimate_bps) {
+                let key = codec_key(codec);
+                let entry = weakest.entry(key).or_insert((codec, f64::MAX));
+                entry.1 = entry.1.min(estimate);
+            }
+            peers.push(PeerStats {
+                session: link.remote.session.clone(),
+                user: link.remote.user.clone(),
+                connected: link.state == PeerState::Connected,
+                ice_restarts: link.ice.restarts(),
+                measure: sample.measure,
+            });
+        }
+        if let Some(plan) = self.config.video {
+            for (codec, estimate) in weakest.into_values() {
+                let policy = self.bandwidth.entry(codec).or_insert_with(|| {
+                    BandwidthPolicy::new(
+                        (plan.width, plan.height),
+                        plan.start_bitrate_bps,
+                        plan.max_bitrate_bps,
+                    )
+                });
+                let change = policy.on_estimate(now, estimate);
+                if let Some(bps) = change.bitrate_bps {
+                    self.media(MediaOp::Bitrate(codec, bps));
+                }
+                if let Some((width, height)) = change.size {
+                    info!(
+                        codec = codec.sdp_name(),
+                        width, height, estimate, "video size follows the bandwidth estimate"
+                    );
+                    self.media(MediaOp::Resolution(codec, width, height));
+                }
+            }
+        }
+        if !peers.is_empty() {
+            self.emit(CallEvent::Stats { peers });
+        }
+    }
+}
+
+/// A stable order for codecs (they have no `Ord`).
+fn codec_key(codec: VideoCodec) -> u8 {
+    match codec {
+        VideoCodec::Av1 => 0,
+        VideoCodec::Vp9 => 1,
+        VideoCodec::Vp8 => 2,
+        VideoCodec::H264 => 3,
+    }
+}
