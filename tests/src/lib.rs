@@ -285,6 +285,19 @@ pub fn report(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Frames decoded from `user`, one figure per stats second, from a
+/// `--stats-json` file.
+pub fn frames_over_time(stats: &Path, user: &str) -> Vec<u64> {
+    std::fs::read_to_string(stats)
+        .unwrap_or_else(|err| panic!("no stats at {}: {err}", stats.display()))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|s| {
+            s["peers"].as_array()?.iter().find(|p| p["user"] == user)?["frames_decoded"].as_u64()
+        })
+        .collect()
+}
+
 /// The report's entry for the peer with this user id.
 pub fn peer<'a>(report: &'a Value, user: &str) -> &'a Value {
     report["peers"]

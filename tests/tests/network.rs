@@ -145,15 +145,7 @@ fn a_call_recovers_from_a_five_second_path_cut() {
         // last stats seconds still decode frames.
         let report = report(&scratch.path(&format!("{me}.json")));
         assert_eq!(report["peers"].as_array().unwrap().len(), 1, "{report:#}");
-        let frames: Vec<u64> = std::fs::read_to_string(scratch.path(&format!("{me}.stats")))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|s| {
-                s["peers"].as_array()?.iter().find(|p| p["user"] == other)?["frames_decoded"]
-                    .as_u64()
-            })
-            .collect();
+        let frames = frames_over_time(&scratch.path(&format!("{me}.stats")), other);
         let tail = &frames[frames.len().saturating_sub(4)..];
         assert!(
             tail.windows(2).all(|w| w[1] > w[0]),

@@ -52,15 +52,7 @@ fn chat_and_media_survive_a_signaling_server_restart() {
         // One connection for the whole call: it was rebound, not rebuilt.
         assert_eq!(report["peers"].as_array().unwrap().len(), 1, "{report:#}");
         // Media never stopped: decoded frames grew in every second of the call.
-        let frames: Vec<u64> = std::fs::read_to_string(scratch.path(&format!("{me}.stats")))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|s| {
-                s["peers"].as_array()?.iter().find(|p| p["user"] == other)?["frames_decoded"]
-                    .as_u64()
-            })
-            .collect();
+        let frames = frames_over_time(&scratch.path(&format!("{me}.stats")), other);
         assert!(frames.len() >= 18, "{me}: {frames:?}");
         let steady = &frames[2..frames.len() - 1];
         assert!(

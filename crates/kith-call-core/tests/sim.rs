@@ -49,6 +49,14 @@ fn offers_sent(net: &Net, name: &str) -> usize {
         .count()
 }
 
+/// Nobody saw a connection torn down.
+fn nobody_left(net: &Net, names: &[&str]) -> bool {
+    names.iter().all(|name| {
+        !net.client(name)
+            .has(|e| matches!(e, CallEvent::PeerLeft { .. }))
+    })
+}
+
 fn creates(net: &Net, name: &str) -> usize {
     net.client(name).pcs.len()
 }
@@ -208,12 +216,7 @@ fn glare(polite: &str, impolite: &str) {
     assert_eq!(polite_pc.remote, impolite_pc.local);
     assert_eq!(impolite_pc.remote, polite_pc.local);
     // No connection was torn down over it.
-    for name in ["alice", "bob"] {
-        assert!(
-            !net.client(name)
-                .has(|e| matches!(e, CallEvent::PeerLeft { .. }))
-        );
-    }
+    assert!(nobody_left(&net, &["alice", "bob"]));
 }
 
 #[test]
