@@ -80,6 +80,8 @@ pub struct Link {
     pub connected_once: bool,
     pub reconnecting: bool,
     pub ice: crate::ice_recovery::IceRecovery,
+    /// ICE's last reported state.
+    pub ice_state: IceState,
 }
 
 impl Link {
@@ -103,6 +105,7 @@ impl Link {
             connected_once: false,
             reconnecting: false,
             ice: crate::ice_recovery::IceRecovery::default(),
+            ice_state: IceState::New,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct PeerMeasure {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub freezes: u64,
+    /// Time spent frozen, ms.
+    pub freeze_ms: u64,
     pub estimated_bandwidth_kbps: Option<f64>,
     pub glass_to_glass_ms: Option<Percentiles>,
     pub audio_packets_received: u64,
@@ -71,6 +73,7 @@ pub struct PeerStats {
     pub connected: bool,
     /// ICE restarts made to recover a broken path.
     pub ice_restarts: u32,
+    pub ice_state: crate::link::IceState,
     #[serde(flatten)]
     pub measure: PeerMeasure,
 }

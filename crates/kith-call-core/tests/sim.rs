@@ -800,6 +800,10 @@ fn stats_are_sampled_every_second_and_published_per_peer() {
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].user.as_str(), "bob");
     assert!(peers[0].connected);
+    assert_eq!(peers[0].ice_state, IceState::Connected);
+    let json = serde_json::to_value(&peers[0]).unwrap();
+    assert_eq!(json["ice_state"], "connected");
+    assert_eq!(json["ice_restarts"], 0);
 }
 
 #[test]

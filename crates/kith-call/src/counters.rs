@@ -15,6 +15,8 @@ pub struct ReceiveCounters {
     pub frames_decoded: AtomicU64,
     pub decode_errors: AtomicU64,
     pub freezes: AtomicU64,
+    /// Time spent frozen, ms (the W3C `totalFreezesDuration`).
+    pub freeze_ms: AtomicU64,
     /// PLI we sent (the decoder needed a keyframe).
     pub keyframe_requests: AtomicU64,
     /// PLI/FIR the peer sent us for our video.
@@ -67,10 +69,11 @@ pub struct FreezeDetector {
 impl FreezeDetector {
     const WINDOW: usize = 30;
 
-    /// A frame was rendered at `at`; true if the gap before it was a freeze.
-    pub fn frame(&mut self, at: Instant) -> bool {
+    /// A frame was rendered at `at`; the gap before it when that was a
+    /// freeze.
+    pub fn frame(&mut self, at: Instant) -> Option<Duration> {
         let Some(last) = self.last.replace(at) else {
-            return false;
+            return None;
         };
         let gap = at.saturating_duration_since(last);
         let frozen = if self.recent.len() >= 5 {
@@ -83,7 +86,7 @@ impl FreezeDetector {
             self.recent.pop_front();
         }
         self.recent.push_back(gap);
-        frozen
+        frozen.then_some(gap)
     }
 }
 
@@ -98,14 +101,14 @@ mod tests {
         let mut at = start;
         for _ in 0..20 {
             at += Duration::from_millis(33);
-            assert!(!detector.frame(at));
+            assert!(detector.frame(at).is_none());
         }
         // 150 ms: under mean + 150 ms (183 ms), not a freeze.
         at += Duration::from_millis(150);
-        assert!(!detector.frame(at));
+        assert!(detector.frame(at).is_none());
         at += Duration::from_millis(33);
         detector.frame(at);
         at += Duration::from_millis(400);
-        assert!(detector.frame(at));
+        assert_eq!(detector.frame(at), Some(Duration::from_millis(400)));
     }
 }

@@ -17,6 +17,9 @@ impl CallCore {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
+        if let PeerFact::Ice(state) = &fact {
+            link.ice_state = *state;
+        }
         match fact {
             PeerFact::LocalDescription(sdp) => {
                 let (room, to) = (link.remote.room.clone(), link.remote.session.clone());

@@ -31,6 +31,7 @@ impl CallCore {
                 user: link.remote.user.clone(),
                 connected: link.state == PeerState::Connected,
                 ice_restarts: link.ice.restarts(),
+                ice_state: link.ice_state,
                 measure: sample.measure,
             });
         }

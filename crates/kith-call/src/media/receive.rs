@@ -221,8 +221,11 @@ fn run_video_decoder(
                 // other source): no latency sample.
                 let latency = latency.filter(|ms| *ms < 60_000);
                 counters.frame_decoded(latency);
-                if freezes.frame(Instant::now()) {
+                if let Some(gap) = freezes.frame(Instant::now()) {
                     counters.freezes.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .freeze_ms
+                        .fetch_add(gap.as_millis() as u64, Ordering::Relaxed);
                 }
                 for sink in &mut sinks {
                     sink.frame(&frame);
