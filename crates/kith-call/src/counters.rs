@@ -72,9 +72,7 @@ impl FreezeDetector {
     /// A frame was rendered at `at`; the gap before it when that was a
     /// freeze.
     pub fn frame(&mut self, at: Instant) -> Option<Duration> {
-        let Some(last) = self.last.replace(at) else {
-            return None;
-        };
+        let last = self.last.replace(at)?;
         let gap = at.saturating_duration_since(last);
         let frozen = if self.recent.len() >= 5 {
             let mean = self.recent.iter().sum::<Duration>() / self.recent.len() as u32;
