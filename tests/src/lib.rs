@@ -444,12 +444,9 @@ impl Lan {
     pub fn restore_udp(&self) {
         for ns in [&self.a, &self.b] {
             assert!(
-                Command::new("ip")
-                    .args([
-                        "netns", "exec", ns, "nft", "delete", "table", "inet", "kith_cut"
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success()),
+                ip(&[
+                    "netns", "exec", ns, "nft", "delete", "table", "inet", "kith_cut"
+                ]),
                 "nft could not restore the path"
             );
         }

@@ -39,6 +39,27 @@ pub enum Input {
     Stats(Vec<(LinkId, LinkSample)>),
 }
 
+impl From<ServerMessage> for Input {
+    /// `welcome` starts a session; every other message is handed on as it is.
+    fn from(message: ServerMessage) -> Self {
+        match message {
+            ServerMessage::Welcome {
+                session,
+                name,
+                ice_servers,
+                online,
+                ..
+            } => Input::SignalingUp {
+                session,
+                name,
+                ice_servers,
+                online,
+            },
+            other => Input::Server(other),
+        }
+    }
+}
+
 /// One connection's measurements.
 #[derive(Debug, Clone, Default)]
 pub struct LinkSample {

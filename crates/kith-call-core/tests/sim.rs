@@ -369,6 +369,18 @@ fn ring(net: &mut Net, patience: Duration) {
     .unwrap();
 }
 
+/// `name` answers the invite ringing for `call-1`.
+fn answer(net: &mut Net, name: &str, answer: InviteAnswer) {
+    net.command(
+        name,
+        Command::Answer {
+            room: room("call-1"),
+            answer,
+        },
+    )
+    .unwrap();
+}
+
 fn ring_outcome(net: &Net) -> Vec<RingOutcome> {
     net.client("alice")
         .events_of(|e| matches!(e, CallEvent::RingEnded { .. }))
@@ -391,14 +403,7 @@ fn an_accepted_invite_joins_both_and_connects() {
             ..
         }
     )));
-    net.command(
-        "bob",
-        Command::Answer {
-            room: room("call-1"),
-            answer: InviteAnswer::Accept,
-        },
-    )
-    .unwrap();
+    answer(&mut net, "bob", InviteAnswer::Accept);
     assert!(net.run_until(5 * SECOND, |n| {
         n.clients.iter().all(|c| c.connected_pcs() == 1)
     }));
@@ -407,20 +412,13 @@ fn an_accepted_invite_joins_both_and_connects() {
 
 #[test]
 fn declined_and_busy_answers_end_the_ring() {
-    for (answer, outcome) in [
+    for (reply, outcome) in [
         (InviteAnswer::Decline, RingOutcome::Declined),
         (InviteAnswer::Busy, RingOutcome::Busy),
     ] {
         let mut net = ringing();
         ring(&mut net, 30 * SECOND);
-        net.command(
-            "bob",
-            Command::Answer {
-                room: room("call-1"),
-                answer,
-            },
-        )
-        .unwrap();
+        answer(&mut net, "bob", reply);
         assert_eq!(ring_outcome(&net), vec![outcome]);
         assert!(net.client("alice").pcs.is_empty());
         assert!(net.client("alice").core.snapshot().rooms.is_empty());
@@ -550,14 +548,7 @@ fn an_invite_answered_on_another_device_stops_ringing_there() {
         net.client("bob-phone")
             .has(|e| matches!(e, CallEvent::Invite { .. }))
     );
-    net.command(
-        "bob",
-        Command::Answer {
-            room: room("call-1"),
-            answer: InviteAnswer::Accept,
-        },
-    )
-    .unwrap();
+    answer(&mut net, "bob", InviteAnswer::Accept);
     let phone = net.client("bob-phone");
     assert!(phone.has(|e| matches!(
         e,

@@ -11,8 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use kith_call_core::Outgoing;
 use kith_proto::{
-    ClientMessage, DisplayName, ErrorCode, IceServer, OnlineUser, ServerMessage, SessionId, UserId,
-    parse_server_message,
+    ClientMessage, DisplayName, ErrorCode, ServerMessage, UserId, parse_server_message,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -32,23 +31,13 @@ pub struct SignalingConfig {
 /// What happens on the signaling connection.
 #[derive(Debug, Clone)]
 pub enum SignalingEvent {
-    /// `welcome` arrived: a new session (after every reconnect, a new one).
-    Connected {
-        session: SessionId,
-        name: DisplayName,
-        ice_servers: Vec<IceServer>,
-        online: Vec<OnlineUser>,
-    },
+    /// A server message; `welcome` among them starts a new session (after
+    /// every reconnect, a new one).
     Message(ServerMessage),
     /// The connection dropped; the client tries again after `retry_in`.
-    Disconnected {
-        reason: String,
-        retry_in: Duration,
-    },
+    Disconnected { reason: String, retry_in: Duration },
     /// The server refused our token: no more retries.
-    Refused {
-        message: String,
-    },
+    Refused { message: String },
 }
 
 /// Sends messages to the server. Dropping every handle closes the connection.
@@ -178,11 +167,11 @@ async fn connect_once(
                     }
                 };
                 match message {
-                    ServerMessage::Welcome { session, name, ice_servers, online, .. } => {
+                    ServerMessage::Welcome { ref session, .. } => {
                         welcomed = true;
                         *retry = FIRST_RETRY;
                         info!(session = session.as_str(), "signaling connected");
-                        if events.send(SignalingEvent::Connected { session, name, ice_servers, online }).is_err() {
+                        if events.send(SignalingEvent::Message(message)).is_err() {
                             return Ended::Closed;
                         }
                     }

@@ -95,26 +95,34 @@ impl CallCore {
         if let Some(mine) = &mine {
             link.polite = is_polite(mine, &session);
         }
-        let mut events = Vec::new();
         if link.remote.session != session {
             let old = std::mem::replace(&mut link.remote.session, session.clone());
             info!(%id, old = old.as_str(), new = session.as_str(), "connection rebound to a new session");
-            events.push(CallEvent::PeerRebound {
+            let user = link.remote.user.clone();
+            self.emit(CallEvent::PeerRebound {
                 old_session: old,
-                session: session.clone(),
-                user: link.remote.user.clone(),
-            });
-        }
-        if link.reconnecting && link.state == PeerState::Connected {
-            link.reconnecting = false;
-            events.push(CallEvent::PeerReconnected {
                 session,
-                user: link.remote.user.clone(),
+                user,
             });
         }
-        for event in events {
-            self.emit(event);
+        self.maybe_reconnected(id);
+    }
+
+    /// A link shown as reconnecting that has its media and its signaling
+    /// back is reconnected.
+    pub(super) fn maybe_reconnected(&mut self, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if !(link.reconnecting
+            && link.detached_since.is_none()
+            && link.state == PeerState::Connected)
+        {
+            return;
         }
+        link.reconnecting = false;
+        let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
+        self.emit(CallEvent::PeerReconnected { session, user });
     }
 
     pub(super) fn remote_offer(

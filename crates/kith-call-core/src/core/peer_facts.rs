@@ -60,9 +60,9 @@ impl CallCore {
             PeerFact::Connected { candidate_type } => {
                 link.state = PeerState::Connected;
                 link.ice.healthy();
-                let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
                 if !link.connected_once {
                     link.connected_once = true;
+                    let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
                     let connect_ms = now.duration_since(link.created_at).as_millis() as u64;
                     self.emit(CallEvent::PeerConnected {
                         session,
@@ -70,9 +70,8 @@ impl CallCore {
                         candidate_type,
                         connect_ms,
                     });
-                } else if link.reconnecting && link.detached_since.is_none() {
-                    link.reconnecting = false;
-                    self.emit(CallEvent::PeerReconnected { session, user });
+                } else {
+                    self.maybe_reconnected(id);
                 }
                 self.maybe_start_sending(id);
             }
@@ -96,15 +95,7 @@ impl CallCore {
                 IceState::Disconnected | IceState::Failed => self.network_trouble(now, id),
                 IceState::Connected | IceState::Completed => {
                     link.ice.healthy();
-                    if !(link.reconnecting
-                        && link.detached_since.is_none()
-                        && link.state == PeerState::Connected)
-                    {
-                        return;
-                    }
-                    link.reconnecting = false;
-                    let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
-                    self.emit(CallEvent::PeerReconnected { session, user });
+                    self.maybe_reconnected(id);
                 }
                 _ => {}
             },

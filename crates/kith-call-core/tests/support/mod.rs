@@ -13,7 +13,7 @@ use kith_call_core::{
 };
 use kith_media::codec::{AudioCodec, VideoCodec};
 use kith_proto::{
-    DisplayName, IceCandidate, RoomId, Sdp, ServerMessage, SessionId, UserId, parse_client_message,
+    DisplayName, IceCandidate, RoomId, Sdp, SessionId, UserId, parse_client_message,
     parse_server_message,
 };
 use signaling_dev::{Hub, HubConfig, Metrics, Outbound, SessionKey};
@@ -320,22 +320,9 @@ impl Net {
                 continue;
             };
             let message = parse_server_message(text.as_str()).unwrap();
-            let input = match message {
-                ServerMessage::Welcome {
-                    session,
-                    name,
-                    ice_servers,
-                    online,
-                    ..
-                } => Input::SignalingUp {
-                    session,
-                    name,
-                    ice_servers,
-                    online,
-                },
-                other => Input::Server(other),
-            };
-            self.clients[index].core.handle_input(now, input);
+            self.clients[index]
+                .core
+                .handle_input(now, Input::from(message));
         }
         // Connections whose both ends have both descriptions come up.
         moved |= self.connect_pairs();
@@ -410,20 +397,7 @@ impl Net {
                 if ice_restart {
                     pc.generation += 1;
                 }
-                let ufrag = format!("{}g{}", pc.ufrag, pc.generation);
-                pc.local = Some(ufrag.clone());
-                let candidate = IceCandidate {
-                    candidate: format!("candidate:1 1 udp 1 127.0.0.1 {} typ host", 5000 + link.0),
-                    sdp_mid: Some("0".into()),
-                    sdp_m_line_index: Some(0),
-                    username_fragment: Some(ufrag.clone()),
-                };
-                client
-                    .facts
-                    .push_back((link, PeerFact::LocalDescription(sdp("offer", &ufrag))));
-                client
-                    .facts
-                    .push_back((link, PeerFact::LocalCandidate(candidate)));
+                describe(client, link, "offer", 5000);
             }
             PeerOp::AcceptOffer {
                 sdp: offer,
@@ -439,20 +413,7 @@ impl Net {
                     pc.generation += 1;
                 }
                 pc.remote = remote;
-                let ufrag = format!("{}g{}", pc.ufrag, pc.generation);
-                pc.local = Some(ufrag.clone());
-                let candidate = IceCandidate {
-                    candidate: format!("candidate:2 1 udp 1 127.0.0.1 {} typ host", 6000 + link.0),
-                    sdp_mid: Some("0".into()),
-                    sdp_m_line_index: Some(0),
-                    username_fragment: Some(ufrag.clone()),
-                };
-                client
-                    .facts
-                    .push_back((link, PeerFact::LocalDescription(sdp("answer", &ufrag))));
-                client
-                    .facts
-                    .push_back((link, PeerFact::LocalCandidate(candidate)));
+                describe(client, link, "answer", 6000);
             }
             PeerOp::AcceptAnswer { sdp: answer } => {
                 let pc = client.pcs.get_mut(&link).unwrap();
@@ -587,6 +548,31 @@ impl Net {
         }
         moved
     }
+}
+
+/// The fake connection sets a local description of `kind` with its current
+/// ICE credentials and gathers one host candidate, as webrtc-rs would.
+fn describe(client: &mut Client, link: LinkId, kind: &str, port_base: u64) {
+    let Some(pc) = client.pcs.get_mut(&link) else {
+        return;
+    };
+    let ufrag = format!("{}g{}", pc.ufrag, pc.generation);
+    pc.local = Some(ufrag.clone());
+    let candidate = IceCandidate {
+        candidate: format!(
+            "candidate:1 1 udp 1 127.0.0.1 {} typ host",
+            port_base + link.0
+        ),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: Some(ufrag.clone()),
+    };
+    client
+        .facts
+        .push_back((link, PeerFact::LocalDescription(sdp(kind, &ufrag))));
+    client
+        .facts
+        .push_back((link, PeerFact::LocalCandidate(candidate)));
 }
 
 fn sdp(kind: &str, ufrag: &str) -> Sdp {

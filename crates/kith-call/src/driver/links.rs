@@ -25,7 +25,7 @@ use crate::codecs::audio_report_name;
 use crate::connection::{self, ConnectionSettings, LocalTracks, PeerEvent};
 use crate::counters::ReceiveCounters;
 use crate::media::receive::{receive_audio, receive_video};
-use crate::media::send::UNIT_BACKLOG;
+use crate::media::send::{UNIT_BACKLOG, UnitSender};
 use crate::media::sinks::{ParticipantMedia, VideoSink, Y4mRecorder};
 
 /// What the driver holds for one link: the webrtc-rs connection and the
@@ -38,7 +38,6 @@ pub(super) struct LinkIo {
     pub counters: Arc<ReceiveCounters>,
     pub media: ParticipantMedia,
     pub span: tracing::Span,
-    pub remote: Remote,
     pub connected: bool,
     pub last_bytes_in: u64,
     pub last_bytes_out: u64,
@@ -214,7 +213,6 @@ impl Driver {
             counters: Arc::clone(&counters),
             media: ParticipantMedia::default(),
             span: span.clone(),
-            remote: remote.clone(),
             connected: false,
             last_bytes_in: 0,
             last_bytes_out: 0,
@@ -269,15 +267,9 @@ impl Driver {
         if let (Some((mime, payload_type)), Some(video)) = (video_negotiated, &self.video)
             && let Some(codec) = connection::video_codec_of(&mime)
         {
-            let units = self
-                .video_units
-                .entry(codec)
-                .or_insert_with(|| {
-                    let (tx, _) = broadcast::channel(UNIT_BACKLOG);
-                    video.add_codec(codec, tx.clone());
-                    tx
-                })
-                .subscribe();
+            let units = subscribe(&mut self.video_units, codec, |tx| {
+                video.add_codec(codec, tx)
+            });
             let events = self.peer_events.clone();
             let keyframe: connection::KeyframeRequest = Arc::new(move || {
                 let _ = events.send((id, PeerEvent::WriterNeedsKeyframe));
@@ -300,15 +292,9 @@ impl Driver {
         if let (Some((mime, payload_type)), Some(audio)) = (audio_negotiated, &self.audio)
             && let Some(codec) = connection::audio_codec_of(&mime)
         {
-            let units = self
-                .audio_units
-                .entry(codec)
-                .or_insert_with(|| {
-                    let (tx, _) = broadcast::channel(UNIT_BACKLOG);
-                    audio.add_codec(codec, tx.clone());
-                    tx
-                })
-                .subscribe();
+            let units = subscribe(&mut self.audio_units, codec, |tx| {
+                audio.add_codec(codec, tx)
+            });
             if let Some(link) = self.links.get_mut(&id) {
                 let writer = connection::write_units(
                     Arc::clone(&link.tracks.audio),
@@ -430,7 +416,9 @@ impl Driver {
         let counters = Arc::clone(&link.counters);
         let span = link.span.clone();
         let media = link.media.clone();
-        let user = link.remote.user.clone();
+        let Some(user) = self.core.remote(id).map(|r| r.user.clone()) else {
+            return;
+        };
         let events = self.peer_events.clone();
         let rtcp: crate::media::receive::RtcpSink =
             Arc::new(move |packets: &[Box<dyn rtc::rtcp::Packet>]| {
@@ -517,13 +505,8 @@ impl Driver {
                 ..
             } => {
                 let now = std::time::Instant::now();
-                for (id, record) in &mut self.records {
-                    if self
-                        .links
-                        .get(id)
-                        .is_some_and(|l| &l.remote.session == session)
-                        || record.session == *session
-                    {
+                for record in self.records.values_mut() {
+                    if record.session == *session {
                         record.connected(now, *connect_ms, candidate_type.clone());
                     }
                 }
@@ -538,15 +521,27 @@ impl Driver {
                         record.session = session.clone();
                     }
                 }
-                for link in self.links.values_mut() {
-                    if link.remote.session == *old_session {
-                        link.remote.session = session.clone();
-                    }
-                }
             }
             _ => {}
         }
     }
+}
+
+/// A new reader of `codec`'s encoded units; the first one for a codec starts
+/// its encoder (`start`), which every later peer then shares.
+fn subscribe<C: std::hash::Hash + Eq + Copy>(
+    senders: &mut std::collections::HashMap<C, UnitSender>,
+    codec: C,
+    start: impl FnOnce(UnitSender),
+) -> crate::media::send::UnitReceiver {
+    senders
+        .entry(codec)
+        .or_insert_with(|| {
+            let (tx, _) = broadcast::channel(UNIT_BACKLOG);
+            start(tx.clone());
+            tx
+        })
+        .subscribe()
 }
 
 fn peer_state(state: RTCPeerConnectionState) -> PeerState {

@@ -122,18 +122,7 @@ impl Driver {
 
     fn on_signaling(&mut self, event: SignalingEvent) {
         let input = match event {
-            SignalingEvent::Connected {
-                session,
-                name,
-                ice_servers,
-                online,
-            } => Input::SignalingUp {
-                session,
-                name,
-                ice_servers,
-                online,
-            },
-            SignalingEvent::Message(message) => Input::Server(message),
+            SignalingEvent::Message(message) => Input::from(message),
             SignalingEvent::Disconnected { reason, .. } => Input::SignalingDown { reason },
             SignalingEvent::Refused { message } => Input::SignalingRefused { message },
         };
