@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use kith_proto::{
-    CancelReason, ClientMessage, DisplayName, ErrorCode, IceServer, InviteAnswer, MediaKind,
-    OnlineUser, PROTOCOL_VERSION, PeerInfo, Request, RequestId, RoomId, ServerMessage, SessionId,
-    UserId,
+    CancelReason, ClientMessage, DisplayName, ErrorCode, IceServer, InviteAnswer, LeftReason,
+    MediaKind, OnlineUser, PROTOCOL_VERSION, PeerInfo, Request, RequestId, RoomId, ServerMessage,
+    SessionId, UserId,
 };
 use serde_json::{Map, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -218,7 +218,7 @@ impl Hub {
         };
         self.by_id.remove(&session.id);
         for room in &session.rooms {
-            self.remove_from_room(key, &session.id, room);
+            self.remove_from_room(key, &session.id, room, LeftReason::Disconnected);
         }
         for (room, callee) in &session.invites_sent {
             let cancel = encode(&ServerMessage::InviteCancel {
@@ -307,11 +307,17 @@ impl Hub {
         };
         session.rooms.remove(position);
         let id = session.id.clone();
-        self.remove_from_room(key, &id, room);
+        self.remove_from_room(key, &id, room, LeftReason::Left);
         self.metrics.set_rooms(self.rooms.len());
     }
 
-    fn remove_from_room(&mut self, key: SessionKey, id: &SessionId, room: &RoomId) {
+    fn remove_from_room(
+        &mut self,
+        key: SessionKey,
+        id: &SessionId,
+        room: &RoomId,
+        reason: LeftReason,
+    ) {
         let Entry::Occupied(mut members) = self.rooms.entry(room.clone()) else {
             return;
         };
@@ -324,6 +330,7 @@ impl Hub {
         let left = encode(&ServerMessage::PeerLeft {
             room: room.clone(),
             session: id.clone(),
+            reason: Some(reason),
         });
         self.broadcast(&remaining, &left);
     }

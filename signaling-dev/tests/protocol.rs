@@ -182,13 +182,14 @@ async fn three_sessions_join_a_mesh_in_order() {
         let left = other.recv_type("peer_left").await;
         assert_eq!(
             left,
-            json!({"type":"peer_left","room":"standup","session":b.session})
+            json!({"type":"peer_left","room":"standup","session":b.session,"reason":"left"})
         );
     }
     let c_session = c.session.clone();
     c.close().await;
     let left = a.recv_type("peer_left").await;
     assert_eq!(left["session"], c_session.as_str());
+    assert_eq!(left["reason"], "disconnected");
     assert_eq!(a.recv_type("presence").await["online"], false);
 }
 

@@ -15,7 +15,8 @@ use crate::stats::{PeerStats, Percentiles};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
-    /// It left the room before media flowed.
+    /// It left the room: it hung up (or, with a server that does not say
+    /// why, it went before media flowed).
     Left,
     /// We left the room.
     WeLeft,

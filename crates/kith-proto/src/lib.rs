@@ -12,8 +12,9 @@ pub mod turn;
 pub use chat::ChatFrame;
 pub use error::{ErrorCode, FieldError, ParseError};
 pub use messages::{
-    CancelReason, ClientMessage, IceCandidate, IceServer, InviteAnswer, MAX_CHAT_TEXT_BYTES,
-    MAX_FRAME_BYTES, MediaKind, OnlineUser, PROTOCOL_VERSION, PeerInfo, Sdp, ServerMessage,
+    CancelReason, ClientMessage, IceCandidate, IceServer, InviteAnswer, LeftReason,
+    MAX_CHAT_TEXT_BYTES, MAX_FRAME_BYTES, MediaKind, OnlineUser, PROTOCOL_VERSION, PeerInfo, Sdp,
+    ServerMessage,
 };
 pub use names::{DisplayName, MAX_ID_CHARS, MAX_NAME_CHARS, RequestId, RoomId, SessionId, UserId};
 pub use parse::{Request, parse_client_message, parse_server_message};

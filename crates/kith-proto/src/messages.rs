@@ -41,6 +41,16 @@ pub enum CancelReason {
     AnsweredElsewhere,
 }
 
+/// Why a session left a room (`peer_left.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// It sent `leave`: it hung up.
+    Left,
+    /// Its connection to the server closed; its media may live on while it reconnects.
+    Disconnected,
+}
+
 /// An ICE candidate as a browser's `RTCIceCandidate.toJSON()` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -233,6 +243,10 @@ pub enum ServerMessage {
     PeerLeft {
         room: RoomId,
         session: SessionId,
+        /// Kith's addition: a `leave` or a lost connection. Absent (a
+        /// protocol-v1 server) means either.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<LeftReason>,
     },
     Offer {
         room: RoomId,

@@ -344,6 +344,13 @@ fn disconnect_leaves_every_room() {
     let out = drain(&mut hub);
     assert_eq!(types_for(&out, 2), ["peer_left", "presence"]);
     assert_eq!(types_for(&out, 3), ["peer_left", "presence"]);
+    assert!(out.iter().any(|(_, m)| matches!(
+        m,
+        ServerMessage::PeerLeft {
+            reason: Some(LeftReason::Disconnected),
+            ..
+        }
+    )));
     say(&mut hub, 2, json!({"type":"leave","room":"a"}));
     say(&mut hub, 2, json!({"type":"leave","room":"a"}));
     let out = drain(&mut hub);

@@ -89,10 +89,19 @@ impl CallCore {
             ServerMessage::PeerJoined { room, peer } => {
                 self.emit(CallEvent::PeerJoined { room, peer });
             }
-            ServerMessage::PeerLeft { room, session } => {
+            ServerMessage::PeerLeft {
+                room,
+                session,
+                reason,
+            } => {
                 let Some(id) = self.link_by_session(&room, &session) else {
                     return;
                 };
+                // It hung up: nothing to wait for.
+                if reason == Some(kith_proto::LeftReason::Left) {
+                    self.close_link(id, LeaveReason::Left);
+                    return;
+                }
                 // Media still flowing means it may be reconnecting its
                 // signaling; media already broken too means it is gone.
                 let media_flows = self
