@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod desktop;
+
 /// How long anything may take before a test gives up (generous: CI is a
 /// busy 2-core machine).
 pub const PATIENCE: Duration = Duration::from_secs(60);

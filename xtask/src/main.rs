@@ -17,9 +17,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Start Kith (for now: the signaling server, with what to open next).
+    /// Build the UI and the desktop app (release) and open the Kith window.
     Run {
-        /// Arguments passed on to signaling-dev, e.g. -- --listen 127.0.0.1:9000
+        /// Arguments passed on to the app.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -83,7 +83,10 @@ fn has_nextest() -> bool {
 fn test(install: bool) -> anyhow::Result<()> {
     if install {
         system::ensure(system::Purpose::Test)?;
+        ensure_tauri_driver()?;
     }
+    // The app embeds the built UI, so it comes before anything compiles it.
+    ui(UiCheck::Full)?;
     step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),
@@ -133,24 +136,77 @@ fn test(install: bool) -> anyhow::Result<()> {
 
 fn run(args: &[String]) -> anyhow::Result<()> {
     system::ensure(system::Purpose::Run)?;
+    ui(UiCheck::BuildOnly)?;
     step(
-        "build signaling-dev",
-        cargo().args(["build", "--release", "--locked", "-p", "signaling-dev"]),
+        "build the desktop app",
+        cargo().args(["build", "--release", "--locked", "-p", "kith-desktop"]),
     )?;
-    let binary = workspace_root().join("target/release/signaling-dev");
-    eprintln!(
-        "==> Kith's desktop app is not built yet; starting the signaling server it will use.\n    \
-         Open the address printed below (the \"ws\" one is for clients; http://HOST:PORT/ shows \
-         the server's page). Stop it with Ctrl-C."
-    );
+    let binary = workspace_root().join("target/release/kith");
+    eprintln!("==> starting Kith");
     let status = Command::new(&binary)
         .args(args)
         .status()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     if !status.success() {
-        bail!("signaling-dev exited with {status}");
+        bail!("Kith exited with {status}");
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UiCheck {
+    /// Type-check and unit-test the UI, then build it.
+    Full,
+    BuildOnly,
+}
+
+/// Installs the UI's packages when the lock file changed, checks, builds `ui/dist`.
+fn ui(check: UiCheck) -> anyhow::Result<()> {
+    let dir = workspace_root().join("ui");
+    let npm = |args: &[&str]| {
+        let mut command = Command::new("npm");
+        command.current_dir(&dir).args(args);
+        command
+    };
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    if modified(&installed) < modified(&lock) {
+        step("npm ci (ui)", &mut npm(&["ci", "--no-audit", "--no-fund"]))?;
+    }
+    if check == UiCheck::Full {
+        step("ui: TypeScript check", &mut npm(&["run", "check"]))?;
+        step("ui: unit tests", &mut npm(&["test"]))?;
+    }
+    step(
+        "ui: build",
+        &mut npm(&["exec", "--", "vite", "build", "--logLevel", "warn"]),
+    )
+}
+
+/// tauri-driver bridges WebDriver to WebKitWebDriver for the window tests.
+fn ensure_tauri_driver() -> anyhow::Result<()> {
+    let installed = |program: &std::ffi::OsStr| {
+        Command::new(program)
+            .arg("--help")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let in_cargo_home = cargo_home.map(|home| home.join("bin/tauri-driver"));
+    if installed("tauri-driver".as_ref())
+        || in_cargo_home.is_some_and(|path| installed(path.as_os_str()))
+    {
+        return Ok(());
+    }
+    step(
+        "cargo install tauri-driver",
+        cargo().args(["install", "tauri-driver", "--locked", "--version", "2.1.0"]),
+    )
 }
 
 fn bench(names: &[String]) -> anyhow::Result<()> {

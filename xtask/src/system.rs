@@ -27,21 +27,40 @@ const BUILD: &[&str] = &[
     "libopus-dev",
     "libwebrtc-audio-processing-dev",
     "libasound2-dev",
+    // The desktop shell: Tauri 2 on WebKitGTK.
+    "libwebkit2gtk-4.1-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "libxdo-dev",
 ];
 /// Needed only by tests and benchmarks: a real TURN server, and PulseAudio
 /// for audio devices (null sinks) on machines without sound hardware, and
 /// iproute2 and nftables for the network namespaces (and their loss) of
-/// the network tests.
+/// the network tests; a virtual display, WebKit's WebDriver and a D-Bus
+/// session for the desktop window's tests.
 const TEST: &[&str] = &[
     "coturn",
     "pulseaudio",
     "pulseaudio-utils",
     "iproute2",
     "nftables",
+    "xvfb",
+    "webkit2gtk-driver",
+    "dbus-daemon",
 ];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {
     let mut packages = BUILD.to_vec();
+    // The UI builds with Node.js; a machine that has one (Debian's or
+    // NodeSource's) keeps it.
+    if Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        packages.extend_from_slice(&["nodejs", "npm"]);
+    }
     if purpose == Purpose::Test {
         packages.extend_from_slice(TEST);
     }

@@ -1,0 +1,121 @@
+use std::str::FromStr as _;
+
+use kith_call::{AudioSourceSpec, VideoSourceSpec};
+use kith_media::audio_io::DeviceChoice;
+use serde::{Deserialize, Serialize};
+use tauri::State;
+
+use crate::error::AppResult;
+use crate::settings::SETTINGS_KEY;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    /// What the settings store: `camera:N`, `mic`, a speaker index.
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Devices {
+    pub cameras: Vec<Device>,
+    pub microphones: Vec<Device>,
+    pub speakers: Vec<Device>,
+    /// Why a list is empty when it is (no camera backend, no sound server…).
+    pub problems: Vec<String>,
+}
+
+/// Cameras, microphones and speakers, plus the synthetic sources.
+#[tauri::command]
+pub async fn devices_list() -> AppResult<Devices> {
+    // Device enumeration may block on the sound server or V4L: off the runtime's threads.
+    let devices = tauri::async_runtime::spawn_blocking(list).await;
+    Ok(devices.unwrap_or_default())
+}
+
+fn list() -> Devices {
+    let mut devices = Devices::default();
+    match kith_media::camera::list_cameras() {
+        Ok(cameras) => devices
+            .cameras
+            .extend(cameras.into_iter().map(|camera| Device {
+                id: format!("camera:{}", camera.index),
+                label: camera.name,
+            })),
+        Err(error) => devices.problems.push(format!("cameras: {error}")),
+    }
+    devices.cameras.push(Device {
+        id: "synthetic".into(),
+        label: "Test pattern".into(),
+    });
+    devices.cameras.push(Device {
+        id: "none".into(),
+        label: "No video".into(),
+    });
+    match kith_media::audio_io::input_devices() {
+        Ok(inputs) if !inputs.is_empty() => {
+            devices.microphones.push(Device {
+                id: "mic".into(),
+                label: "Default microphone".into(),
+            });
+        }
+        Ok(_) => devices.problems.push("no microphone found".into()),
+        Err(error) => devices.problems.push(format!("microphones: {error}")),
+    }
+    devices.microphones.push(Device {
+        id: "tone".into(),
+        label: "Test tone".into(),
+    });
+    devices.microphones.push(Device {
+        id: "none".into(),
+        label: "No audio".into(),
+    });
+    devices.speakers.push(Device {
+        id: "default".into(),
+        label: "System default".into(),
+    });
+    match kith_media::audio_io::output_devices() {
+        Ok(outputs) => devices
+            .speakers
+            .extend(outputs.into_iter().map(|out| Device {
+                id: out.index.to_string(),
+                label: out.description,
+            })),
+        Err(error) => devices.problems.push(format!("speakers: {error}")),
+    }
+    devices
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Switch {
+    Camera(String),
+    Microphone(String),
+    Speaker(String),
+}
+
+/// Changes a device during (or before) a call and remembers the choice.
+#[tauri::command]
+pub async fn devices_switch(state: State<'_, AppState>, switch: Switch) -> AppResult<()> {
+    let call = state.call()?;
+    let mut settings = state.settings()?;
+    match switch {
+        Switch::Camera(id) => {
+            call.switch_camera(VideoSourceSpec::from_str(&id)?).await?;
+            settings.camera = id;
+        }
+        Switch::Microphone(id) => {
+            call.switch_microphone(AudioSourceSpec::from_str(&id)?)
+                .await?;
+            settings.microphone = id;
+        }
+        Switch::Speaker(id) => {
+            let index = id.parse::<usize>().ok();
+            call.switch_speaker(index.map_or(DeviceChoice::Default, DeviceChoice::Index))
+                .await?;
+            settings.speaker = index;
+        }
+    }
+    state.store().set_setting(SETTINGS_KEY, &settings)?;
+    Ok(())
+}

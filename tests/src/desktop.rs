@@ -1,0 +1,203 @@
+//! The desktop app under test: a virtual display (Xvfb), a PulseAudio
+//! daemon with a null sink for speakers and microphone, and tauri-driver
+//! with WebKitWebDriver driving the real Kith window, all inside one
+//! D-Bus session so the daemons WebKit starts end with it.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{PATIENCE, Scratch, binary, free_port};
+
+/// A child in its own process group, stopped (group and all) when dropped.
+#[derive(Debug)]
+pub struct Group {
+    name: &'static str,
+    child: Child,
+}
+
+impl Group {
+    fn spawn(name: &'static str, command: &mut Command) -> Self {
+        let child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
+        Self { name, child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // tauri-driver may need a second SIGTERM; then nothing is asked.
+        for signal in ["-TERM", "-TERM", "-KILL"] {
+            self.signal(signal);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !self.running() {
+                break;
+            }
+        }
+        if self.running() {
+            eprintln!("{} would not stop", self.name);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up in {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Everything the window needs, for the life of a test.
+#[derive(Debug)]
+pub struct Desktop {
+    pub display: String,
+    pub pulse_server: String,
+    pub driver_url: String,
+    /// The app's data directory, kept across sessions (restarts).
+    pub data_dir: PathBuf,
+    /// Port of the app's bundled signaling server.
+    pub server_port: u16,
+    // Dropped in reverse order of start: driver, then sound, then display.
+    _driver: Group,
+    _pulse: Group,
+    _xvfb: Group,
+}
+
+impl Desktop {
+    pub fn start(scratch: &Scratch) -> Self {
+        let number = 50 + std::process::id() % 400;
+        let display = format!(":{number}");
+        let xvfb = Group::spawn(
+            "Xvfb",
+            Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stderr(Stdio::null()),
+        );
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{number}"));
+        wait_until("Xvfb", || socket.exists());
+
+        let pulse_dir = scratch.path("pulse");
+        std::fs::create_dir_all(&pulse_dir).unwrap();
+        let pulse_socket = pulse_dir.join("native");
+        let pulse = Group::spawn(
+            "pulseaudio",
+            Command::new("pulseaudio")
+                .args([
+                    "--daemonize=no",
+                    "--exit-idle-time=-1",
+                    "--disallow-exit",
+                    "--use-pid-file=no",
+                    "--system=false",
+                    "-n",
+                    &format!(
+                        "--load=module-native-protocol-unix socket={} auth-anonymous=1",
+                        pulse_socket.display()
+                    ),
+                    "--load=module-null-sink sink_name=kith_null",
+                ])
+                .env("PULSE_RUNTIME_PATH", &pulse_dir)
+                .env("HOME", scratch.path("."))
+                .stderr(Stdio::null()),
+        );
+        wait_until("pulseaudio", || pulse_socket.exists());
+        let pulse_server = format!("unix:{}", pulse_socket.display());
+
+        let data_dir = scratch.path("app-data");
+        let server_port = free_port();
+        let port = free_port();
+        let native_port = free_port();
+        let driver = Group::spawn(
+            "tauri-driver",
+            Command::new("dbus-run-session")
+                .arg("--")
+                .arg(tauri_driver())
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--native-port",
+                    &native_port.to_string(),
+                ])
+                .env("DISPLAY", &display)
+                .env("PULSE_SERVER", &pulse_server)
+                .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+                .env("KITH_DATA_DIR", &data_dir)
+                .env("KITH_SERVER_PORT", server_port.to_string())
+                .env("KITH_CAMERA", "synthetic")
+                .env("KITH_MICROPHONE", "mic")
+                .env("HOME", scratch.path("."))
+                .env("RUST_LOG", "info,webrtc=warn,rtc=warn"),
+        );
+        let driver_url = format!("http://127.0.0.1:{port}");
+        wait_until("tauri-driver", || http_ok(port, "/status"));
+        Self {
+            display,
+            pulse_server,
+            driver_url,
+            data_dir,
+            server_port,
+            _driver: driver,
+            _pulse: pulse,
+            _xvfb: xvfb,
+        }
+    }
+
+    /// The WebSocket URL of the app's bundled signaling server.
+    pub fn server_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.server_port)
+    }
+
+    /// The app binary tauri-driver launches for each session.
+    pub fn application() -> PathBuf {
+        binary("kith")
+    }
+}
+
+/// `tauri-driver` on PATH or where `cargo install` puts it.
+fn tauri_driver() -> PathBuf {
+    let in_cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .map(|home| home.join("bin/tauri-driver"));
+    match in_cargo_home {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("tauri-driver"),
+    }
+}
+
+fn http_ok(port: u16, path: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200")
+}
