@@ -368,5 +368,30 @@ async fn the_desktop_app_calls_chats_and_remembers() {
     )
     .await;
     wait_for(&client, "#missed li", "the call history", HasText("bot")).await;
+
+    // Canvas 2D, forced in the settings, draws the video too.
+    click(&client, "#open-settings").await;
+    click(&client, "#set-renderer option[value='canvas']").await;
+    click(&client, "#settings-save").await;
+    let mut answering = bot(&desktop, &["answer", "--duration", "40"]);
+    answering.wait_for_line("signaling_connected", PATIENCE);
+    wait_for(
+        &client,
+        "li.contact.online[data-user='bot']",
+        "bot online again",
+        Present,
+    )
+    .await;
+    click(&client, "li.contact[data-user='bot'] .call-video").await;
+    let tile = wait_for(
+        &client,
+        "#grid .tile[data-renderer='canvas']",
+        "a canvas tile",
+        AttrAtLeast("data-painted", 10),
+    )
+    .await;
+    assert_video_moves(&tile).await;
+    click(&client, "#hang-up").await;
+    answering.wait_for_line("peer_left", PATIENCE);
     client.close().await.unwrap();
 }
