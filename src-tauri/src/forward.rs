@@ -27,6 +27,12 @@ pub fn spawn(app: AppHandle, mut events: CallEvents) {
             if let Err(error) = app.emit("kith", UiEvent::Call { event: &event }) {
                 warn!(%error, "cannot send an event to the UI");
             }
+            if let kith_call::CallEvent::Error { error } = &event {
+                let message = error.to_string();
+                if let Err(error) = app.emit("kith", UiEvent::Problem { message }) {
+                    warn!(%error, "cannot send a problem to the UI");
+                }
+            }
             for effect in effects {
                 carry_out(&app, &state, &mut ring, effect).await;
             }

@@ -40,7 +40,7 @@ const ALLOWED_ORIGINS: &[&str] = &["tauri://localhost", "http://tauri.localhost"
 const MAX_CONNECTIONS: usize = 64;
 
 /// Where the page connects, handed over by a command.
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct FrameEndpoint {
     pub port: u16,
     pub token: String,

@@ -6,13 +6,13 @@ pub const PROFILE_KEY: &str = "profile";
 pub const SETTINGS_KEY: &str = "settings";
 
 /// Who this user is on the signaling server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ts_rs::TS, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     pub user: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(ts_rs::TS, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Renderer {
     /// WebGL when the webview has it, canvas 2D otherwise.
@@ -22,7 +22,7 @@ pub enum Renderer {
     Canvas,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(ts_rs::TS, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// Another signaling server (`ws://host:port/ws`); `None`: the bundled one.

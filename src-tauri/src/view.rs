@@ -7,7 +7,7 @@ use kith_call::CallEvent;
 use kith_proto::MediaKind;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Default, Serialize)]
 pub struct View {
     /// Grows with every change sent to the page.
     pub version: u64,
@@ -28,7 +28,7 @@ pub struct View {
     pub last_end: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Default, Serialize)]
 pub struct Signaling {
     pub connected: bool,
     pub server_url: Option<String>,
@@ -36,14 +36,14 @@ pub struct Signaling {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct OutgoingRing {
     pub room: String,
     pub to: String,
     pub media: MediaKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct IncomingRing {
     pub room: String,
     pub from: String,
@@ -51,7 +51,7 @@ pub struct IncomingRing {
     pub media: MediaKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct CurrentCall {
     pub room: String,
     /// Where its chat is kept: the other user's id for a 1:1 call, `room:NAME` otherwise.
@@ -63,7 +63,7 @@ pub struct CurrentCall {
     pub peers: BTreeMap<String, Peer>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct Peer {
     pub user: String,
     pub name: String,
@@ -75,11 +75,19 @@ pub struct Peer {
 }
 
 /// What the webview hears, on the one event channel `kith`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UiEvent<'a> {
-    View { view: &'a View },
-    Call { event: &'a CallEvent },
+    View {
+        view: &'a View,
+    },
+    Call {
+        event: &'a CallEvent,
+    },
+    /// Something went wrong that the user should read (a device failed…).
+    Problem {
+        message: String,
+    },
 }
 
 pub fn conversation_of_room(room: &str) -> String {

@@ -167,6 +167,10 @@ export class App {
       this.render();
       return;
     }
+    if (event.type === "problem") {
+      toast(event.message, "error");
+      return;
+    }
     this.onCallEvent(event.event);
   }
 
@@ -182,27 +186,23 @@ export class App {
     switch (event.event) {
       case "chat_received":
       case "chat_sent":
-        if ("message" in event && this.conversation?.id === this.view.call?.conversation) {
-          if (this.conversation?.live(event.message as never, me)) this.renderChat();
+        if (this.conversation?.id === this.view.call?.conversation && this.conversation?.live(event.message, me)) {
+          this.renderChat();
         }
         break;
       case "chat_acked":
-        if ("id" in event && typeof event.id === "string" && this.conversation?.acked(event.id, me)) this.renderChat();
+        if (this.conversation?.acked(event.id, me)) this.renderChat();
         break;
-      case "stats":
-        if ("peers" in event && Array.isArray(event.peers)) {
-          this.stats.add(Date.now() / 1000, event.peers);
-          const loudest = event.peers
-            .filter((p) => p.audio_level_dbov !== null && p.audio_level_dbov < SPEAKING_DBOV)
-            .sort((a, b) => (a.audio_level_dbov ?? 127) - (b.audio_level_dbov ?? 127))[0];
-          this.speaking = loudest?.session ?? null;
-          this.markSpeaking();
-          if (this.showStats) this.statsPanel.update(this.stats, this.rendererName());
-        }
+      case "stats": {
+        this.stats.add(Date.now() / 1000, event.peers);
+        const loudest = event.peers
+          .filter((p) => p.audio_level_dbov !== null && p.audio_level_dbov < SPEAKING_DBOV)
+          .sort((a, b) => (a.audio_level_dbov ?? 127) - (b.audio_level_dbov ?? 127))[0];
+        this.speaking = loudest?.session ?? null;
+        this.markSpeaking();
+        if (this.showStats) this.statsPanel.update(this.stats, this.rendererName());
         break;
-      case "error":
-        if ("error" in event) toast(`call: ${JSON.stringify(event.error)}`, "error");
-        break;
+      }
       case "missed_call":
       case "ring_ended":
         void this.refreshHistory();

@@ -21,6 +21,7 @@ pub const SEEN_LIMIT: usize = 4096;
 pub const UNACKED_LIMIT: usize = 1024;
 
 /// A chat message as the user sees it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
     pub id: String,

@@ -6,6 +6,7 @@ use kith_proto::{ErrorCode, RoomId, UserId};
 use serde::Serialize;
 
 /// A capture or playback device.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
@@ -25,6 +26,7 @@ impl std::fmt::Display for DeviceKind {
 }
 
 /// What is wrong with a device.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceProblem {
@@ -38,6 +40,7 @@ pub enum DeviceProblem {
     Failed,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum CallError {

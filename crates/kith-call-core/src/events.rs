@@ -12,6 +12,7 @@ use crate::error::CallError;
 use crate::stats::{PeerStats, Percentiles};
 
 /// Why a peer's connection is gone.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
@@ -35,6 +36,7 @@ pub enum LeaveReason {
 }
 
 /// Why a peer shows as reconnecting.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReconnectCause {
@@ -45,6 +47,7 @@ pub enum ReconnectCause {
 }
 
 /// How ringing someone ended.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RingOutcome {
@@ -70,6 +73,7 @@ impl RingOutcome {
 }
 
 /// Why an incoming invite stopped ringing without our answer.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InviteEnd {
@@ -82,6 +86,7 @@ pub enum InviteEnd {
 }
 
 /// Why an incoming call counts as missed.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissedReason {
@@ -93,6 +98,7 @@ pub enum MissedReason {
     Unanswered,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackKind {
@@ -101,6 +107,7 @@ pub enum TrackKind {
 }
 
 /// Everything that happens in a call, in order.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum CallEvent {

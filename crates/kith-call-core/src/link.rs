@@ -40,6 +40,7 @@ pub enum PeerState {
 }
 
 /// ICE's own state, which says sooner than the connection that a path broke.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IceState {

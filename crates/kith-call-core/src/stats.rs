@@ -5,6 +5,7 @@ use kith_proto::{SessionId, UserId};
 use serde::Serialize;
 
 /// p50 and p95 of a set of samples.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Percentiles {
     pub p50: f64,
@@ -27,6 +28,7 @@ impl Percentiles {
 }
 
 /// What the driver measured of one connection over the last interval.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PeerMeasure {
     pub video_codec: Option<String>,
@@ -66,6 +68,7 @@ pub struct PeerMeasure {
 }
 
 /// One peer's state, published every second.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStats {
     pub session: SessionId,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::names::RequestId;
 
 /// Every error code of protocol v1, as sent in `{"type":"error","code":…}`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -15,6 +15,7 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const MAX_CHAT_TEXT_BYTES: usize = 16 * 1024;
 
 /// What an invite rings for.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
@@ -23,6 +24,7 @@ pub enum MediaKind {
 }
 
 /// How the callee answered an invite.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InviteAnswer {
@@ -197,6 +199,7 @@ pub struct IceServer {
 }
 
 /// Someone who is online, as listed in `welcome.online`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineUser {
     pub user: UserId,
@@ -204,6 +207,7 @@ pub struct OnlineUser {
 }
 
 /// Another session in a room.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub session: SessionId,

@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use crate::{Store, StoreError, from_sql_ms, now_ms, to_sql_ms};
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallDirection {
@@ -30,6 +31,7 @@ pub struct NewCall<'a> {
 
 /// A call in the history; `outcome` is the app's word for how it ended
 /// (`"ended"`, `"missed"`, `"declined"`, …), `None` while it runs.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallRecord {
     pub id: i64,

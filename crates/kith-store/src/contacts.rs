@@ -4,6 +4,7 @@ use serde::Serialize;
 use crate::{Store, StoreError, from_sql_ms, now_ms, to_sql_ms};
 
 /// Someone in the address book.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contact {
     pub user: String,

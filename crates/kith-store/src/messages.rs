@@ -4,6 +4,7 @@ use serde::Serialize;
 use crate::{Store, StoreError, from_sql_ms, now_ms, to_sql_ms};
 
 /// Where an outgoing message is; incoming ones are `Received`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
@@ -34,6 +35,7 @@ impl MessageState {
 
 /// A chat message in a conversation (a contact's user id for 1:1 calls,
 /// a room for group calls).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredMessage {
     pub id: String,
