@@ -6,6 +6,8 @@
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+#[cfg(test)]
+mod bindings;
 mod commands;
 mod engine;
 mod error;
@@ -111,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             commands::chat::chat_history,
             commands::devices::devices_list,
             commands::devices::devices_switch,
+            commands::devices::devices_mic_level,
             commands::settings::settings_get,
             commands::settings::settings_save,
             commands::settings::frames_endpoint,

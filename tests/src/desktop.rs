@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
 use crate::{PATIENCE, Scratch, binary, free_port};
+
+/// The display of the desktop started last, for a failing wait's screenshot.
+static LAST_DISPLAY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// A child in its own process group, stopped (group and all) when dropped.
 #[derive(Debug)]
@@ -151,6 +158,7 @@ impl Desktop {
                 .env("RUST_LOG", "info,webrtc=warn,rtc=warn"),
         );
         let driver_url = format!("http://127.0.0.1:{port}");
+        let _ = LAST_DISPLAY.set(display.clone());
         wait_until("tauri-driver", || http_ok(port, "/status"));
         Self {
             display,
@@ -200,4 +208,165 @@ fn http_ok(port: u16, path: &str) -> bool {
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
     reply.starts_with("HTTP/1.1 200")
+}
+
+// ---- driving the window through WebDriver ----
+
+pub async fn open(desktop: &Desktop) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "tauri:options".into(),
+        json!({ "application": Desktop::application() }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&desktop.driver_url)
+        .await
+        .expect("a WebDriver session on the Kith window")
+}
+
+/// The first element matching `css` for which `check` holds, polling.
+pub async fn wait_for(client: &Client, css: &str, what: &str, check: impl AsyncCheck) -> Element {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(found) = client.find_all(Locator::Css(css)).await {
+            for element in found {
+                if check.holds(&element).await {
+                    return element;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let mut texts = Vec::new();
+            for element in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
+                texts.push(format!("{:?}", element.prop("textContent").await));
+            }
+            let page = client.source().await.unwrap_or_default();
+            let shot = std::env::temp_dir().join("kith-desktop-failure.png");
+            if let Some(display) = LAST_DISPLAY.get()
+                && std::fs::write(&shot, screen_png(display)).is_ok()
+            {
+                eprintln!("screenshot of the screen: {}", shot.display());
+            }
+            panic!(
+                "{what}: nothing matched {css} in {PATIENCE:?}; its matches' texts: {texts:?}; the page:\n{page}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// Only this crate's tests implement it; no Send bound is needed.
+#[allow(async_fn_in_trait)]
+pub trait AsyncCheck {
+    async fn holds(&self, element: &Element) -> bool;
+}
+
+#[derive(Debug)]
+pub struct Shown;
+impl AsyncCheck for Shown {
+    async fn holds(&self, element: &Element) -> bool {
+        element.is_displayed().await.unwrap_or(false)
+    }
+}
+
+#[derive(Debug)]
+pub struct Present;
+impl AsyncCheck for Present {
+    async fn holds(&self, _element: &Element) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+pub struct HasText(pub &'static str);
+impl AsyncCheck for HasText {
+    async fn holds(&self, element: &Element) -> bool {
+        // textContent, not the WebDriver text: WebKitWebDriver leaves out the
+        // text of buttons, and a clipped name is still the name.
+        element
+            .prop("textContent")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|text| text.contains(self.0))
+    }
+}
+
+#[derive(Debug)]
+pub struct AttrAtLeast(pub &'static str, pub u64);
+impl AsyncCheck for AttrAtLeast {
+    async fn holds(&self, element: &Element) -> bool {
+        element
+            .attr(self.0)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|value| value >= self.1)
+    }
+}
+
+#[derive(Debug)]
+pub struct AttrIs(pub &'static str, pub &'static str);
+impl AsyncCheck for AttrIs {
+    async fn holds(&self, element: &Element) -> bool {
+        element.attr(self.0).await.ok().flatten().as_deref() == Some(self.1)
+    }
+}
+
+pub async fn type_into(client: &Client, css: &str, text: &str) {
+    let input = wait_for(client, css, "an input", Shown).await;
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+pub async fn click(client: &Client, css: &str) {
+    let button = wait_for(client, css, "a button", Present).await;
+    // WebKitWebDriver calls some visible buttons (a clipped name) hidden and
+    // refuses to click them; the page's own click is the same to the app.
+    if button.click().await.is_err() {
+        client
+            .execute(
+                "arguments[0].click()",
+                vec![serde_json::to_value(&button).unwrap()],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The X display as a PNG, as a person would see it (WebKitWebDriver's own
+/// screenshots hang under Xvfb here). The window sits at the origin: Xvfb
+/// runs no window manager.
+pub fn screen_png(display: &str) -> Vec<u8> {
+    let out = Command::new("import")
+        .args(["-display", display, "-window", "root", "png:-"])
+        .output()
+        .expect("ImageMagick's import for a screenshot");
+    out.stdout
+}
+
+/// The RGB pixels of `element`, cut from a screenshot of the display.
+pub async fn pixels(display: &str, element: &Element) -> (u32, u32, Vec<u8>) {
+    let (x, y, w, h) = element.rectangle().await.unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(screen_png(display)));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    let (x0, y0) = (x.max(0.0) as u32, y.max(0.0) as u32);
+    let (x1, y1) = (
+        ((x + w) as u32).min(info.width),
+        ((y + h) as u32).min(info.height),
+    );
+    let mut rgb = Vec::new();
+    for row in y0..y1 {
+        for col in x0..x1 {
+            let at = (row as usize * info.width as usize + col as usize) * channels;
+            rgb.extend_from_slice(&buffer[at..at + 3]);
+        }
+    }
+    (x1.saturating_sub(x0), y1.saturating_sub(y0), rgb)
 }

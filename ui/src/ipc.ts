@@ -26,6 +26,7 @@ export const ipc = {
   devices: () => invoke<Devices>("devices_list"),
   switchDevice: (kind: "camera" | "microphone" | "speaker", id: string) =>
     invoke<void>("devices_switch", { switch: { kind, id } }),
+  micLevel: () => invoke<number | null>("devices_mic_level"),
   settings: () => invoke<Settings>("settings_get"),
   saveSettings: (settings: Settings) => invoke<void>("settings_save", { settings }),
   framesEndpoint: () => invoke<FrameEndpoint>("frames_endpoint"),

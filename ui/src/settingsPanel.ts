@@ -13,6 +13,7 @@ export class SettingsPanel {
   private settings: Settings | null = null;
   private devices: Devices | null = null;
   private preview: VideoTile | null = null;
+  private meterTimer: number | undefined;
   endpoint: FrameEndpoint | null = null;
 
   constructor(private saved: () => Promise<void>) {
@@ -54,6 +55,8 @@ export class SettingsPanel {
     ], settings.renderer);
     const field = (label: string, input: HTMLElement) => h("label", { class: "field" }, h("span", {}, label), input);
     const previewBox = h("div", { id: "camera-preview" });
+    const meterBar = h("div", { class: "meter-bar" });
+    const meter = h("div", { id: "mic-meter", class: "meter", title: "microphone level" }, meterBar);
     fill(
       this.element,
       h("h2", {}, "Settings"),
@@ -90,7 +93,7 @@ export class SettingsPanel {
       },
         h("fieldset", {}, h("legend", {}, "Server"), field("Server address", server), field("Token", token),
           field("Let others on my network join", lan), field("Port of the bundled server", port)),
-        h("fieldset", {}, h("legend", {}, "Devices"), previewBox, field("Camera", camera), field("Microphone", microphone), field("Speaker", speaker),
+        h("fieldset", {}, h("legend", {}, "Devices"), previewBox, field("Camera", camera), field("Microphone", microphone), field("Level", meter), field("Speaker", speaker),
           ...devices.problems.map((p) => h("p", { class: "hint" }, p))),
         h("fieldset", {}, h("legend", {}, "Audio"), field("Echo cancellation", echo), field("Noise suppression", noise), field("Automatic gain", gain)),
         h("fieldset", {}, h("legend", {}, "Video"), field("Preferred codec", codec), field("Low bandwidth (360p, 500 kbit/s)", low), field("Renderer", renderer)),
@@ -104,9 +107,19 @@ export class SettingsPanel {
       previewBox.append(this.preview.element);
     }
     this.element.hidden = false;
+    window.clearInterval(this.meterTimer);
+    this.meterTimer = window.setInterval(() => {
+      void ipc.micLevel().then((dbov) => {
+        // 0 dBov is full scale, 127 silence; the meter shows -60..0 dBov.
+        const share = dbov === null ? 0 : Math.max(0, Math.min(1, (60 - dbov) / 60));
+        meterBar.style.width = `${(share * 100).toFixed(0)}%`;
+        meter.dataset.dbov = dbov === null ? "none" : String(dbov);
+      }, () => undefined);
+    }, 150);
   }
 
   close(): void {
+    window.clearInterval(this.meterTimer);
     this.preview?.close();
     this.preview = null;
     this.element.hidden = true;

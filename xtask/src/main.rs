@@ -29,9 +29,9 @@ enum Task {
         #[arg(long)]
         no_install: bool,
     },
-    /// Run benchmarks and print their tables: signaling (default all).
+    /// Run benchmarks and print their tables (default all).
     Bench {
-        /// Which benchmarks: signaling, media, call.
+        /// Which benchmarks: signaling, media, call, app.
         names: Vec<String>,
     },
     /// Only install the system packages the build and tests need.
@@ -210,7 +210,7 @@ fn ensure_tauri_driver() -> anyhow::Result<()> {
 }
 
 fn bench(names: &[String]) -> anyhow::Result<()> {
-    const KNOWN: [&str; 3] = ["signaling", "media", "call"];
+    const KNOWN: [&str; 4] = ["signaling", "media", "call", "app"];
     let wanted: Vec<&str> = if names.is_empty() {
         KNOWN.to_vec()
     } else {
@@ -243,6 +243,28 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                     "audio",
                 ]),
             )?,
+            "app" => {
+                ensure_tauri_driver()?;
+                ui(UiCheck::BuildOnly)?;
+                step(
+                    "build release binaries",
+                    cargo().args([
+                        "build",
+                        "--release",
+                        "--locked",
+                        "-p",
+                        "kith-desktop",
+                        "-p",
+                        "kith-cli",
+                        "-p",
+                        "signaling-dev",
+                    ]),
+                )?;
+                step(
+                    "app benchmark",
+                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "app"]),
+                )?;
+            }
             "call" => {
                 step(
                     "build release binaries",

@@ -9,14 +9,14 @@ use crate::error::AppResult;
 use crate::settings::SETTINGS_KEY;
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize)]
 pub struct Device {
     /// What the settings store: `camera:N`, `mic`, a speaker index.
     pub id: String,
     pub label: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(ts_rs::TS, Debug, Clone, Serialize, Default)]
 pub struct Devices {
     pub cameras: Vec<Device>,
     pub microphones: Vec<Device>,
@@ -86,7 +86,7 @@ fn list() -> Devices {
     devices
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(ts_rs::TS, Debug, Clone, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Switch {
     Camera(String),
@@ -118,4 +118,10 @@ pub async fn devices_switch(state: State<'_, AppState>, switch: Switch) -> AppRe
     }
     state.store().set_setting(SETTINGS_KEY, &settings)?;
     Ok(())
+}
+
+/// Our microphone's level now, 0 (loudest) to 127 (silence); `None` without one.
+#[tauri::command]
+pub async fn devices_mic_level(state: State<'_, AppState>) -> AppResult<Option<u8>> {
+    Ok(state.call()?.microphone_level().map(|level| level.dbov()))
 }

@@ -18,6 +18,7 @@ pub const COMMANDS: &[&str] = &[
     "chat_history",
     "devices_list",
     "devices_switch",
+    "devices_mic_level",
     "settings_get",
     "settings_save",
     "frames_endpoint",

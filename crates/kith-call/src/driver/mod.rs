@@ -24,7 +24,7 @@ use tracing::{Instrument, info_span};
 use crate::codecs::{AUDIO_CODECS, VIDEO_CODECS, ordered};
 use crate::media::mixer::{Mixer, MixerOutputs};
 use crate::media::send::{AudioSend, SendCounters, VideoSend, VideoSendSettings};
-use crate::media::sinks::{LatestFrame, ParticipantMedia};
+use crate::media::sinks::{AudioLevel, LatestFrame, ParticipantMedia};
 use crate::media::sources::{AudioSourceSpec, VideoSourceSpec};
 use crate::signaling::{self, SignalingConfig};
 
@@ -82,6 +82,7 @@ pub struct Call {
     requests: mpsc::UnboundedSender<Request>,
     user: UserId,
     preview: Option<LatestFrame>,
+    microphone: Option<AudioLevel>,
 }
 
 /// The call's events, in order, until the engine stops.
@@ -130,6 +131,7 @@ impl Call {
             max_bitrate_bps: config.max_bitrate_bps,
         });
         let preview = video.as_ref().map(VideoSend::preview);
+        let microphone = audio.as_ref().map(AudioSend::level);
         let driver = run::Driver::new(run::Parts {
             core: CallCore::new(core_config, Instant::now()),
             audio_codecs: ordered(AUDIO_CODECS, config.audio_codec),
@@ -154,6 +156,7 @@ impl Call {
                 requests,
                 user: me,
                 preview,
+                microphone,
             },
             events_rx,
         ))
@@ -290,6 +293,12 @@ impl Call {
     /// Our own camera, as sent (before encoding): the self view.
     pub fn preview(&self) -> Option<LatestFrame> {
         self.preview.clone()
+    }
+
+    /// How loud our own audio source is (after echo cancellation, before
+    /// muting), for a level meter; `None` without one.
+    pub fn microphone_level(&self) -> Option<AudioLevel> {
+        self.microphone.clone()
     }
 
     /// Leaves every room, stops ringing, closes every connection, makes sure

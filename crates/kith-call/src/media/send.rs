@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::codecs::{audio_rtp_codec, video_rtp_codec};
 use crate::error::CallError;
-use crate::media::sinks::{LatestFrame, VideoSink};
+use crate::media::sinks::{AudioLevel, LatestFrame, VideoSink};
 use crate::media::sources::{AudioSourceSpec, VideoSourceSpec};
 
 /// RTP payload bytes per packet: 1200-byte packets leave room for the RTP
@@ -502,6 +502,8 @@ enum AudioControl {
 #[derive(Debug)]
 pub struct AudioSend {
     control: Sender<AudioControl>,
+    /// The microphone's level after processing, before muting: the settings' meter.
+    level: AudioLevel,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     state: Mutex<AudioSendState>,
@@ -584,6 +586,8 @@ impl AudioSend {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let span = tracing::Span::current();
+        let level = AudioLevel::new();
+        let thread_level = level.clone();
         let thread = std::thread::Builder::new()
             .name("audio-source".into())
             .spawn(move || {
@@ -592,19 +596,27 @@ impl AudioSend {
                     input,
                     processor,
                     control_rx,
-                    thread_muted,
-                    thread_stop,
-                    counters,
+                    AudioThreadShared {
+                        muted: thread_muted,
+                        stop: thread_stop,
+                        counters,
+                        level: thread_level,
+                    },
                 )
             })
             .map_err(CallError::media("start the audio thread"))?;
         Ok(Some(Self {
             control,
+            level,
             muted,
             stop,
             state: Mutex::new(state),
             thread: Some(thread),
         }))
+    }
+
+    pub fn level(&self) -> AudioLevel {
+        self.level.clone()
     }
 
     pub fn add_codec(&self, codec: AudioCodec, units: UnitSender) {
@@ -696,14 +708,26 @@ struct RunningAudioEncoder {
     payloader: Box<dyn Payloader>,
 }
 
+/// What the audio thread shares with its `AudioSend`.
+struct AudioThreadShared {
+    muted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SendCounters>,
+    level: AudioLevel,
+}
+
 fn run_audio_source(
     mut input: AudioInput,
     mut processor: Option<AudioProcessor>,
     control: Receiver<AudioControl>,
-    muted: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    counters: Arc<SendCounters>,
+    shared: AudioThreadShared,
 ) {
+    let AudioThreadShared {
+        muted,
+        stop,
+        counters,
+        level,
+    } = shared;
     const FRAME: Duration = Duration::from_millis(10);
     let mut encoders: Vec<(AudioCodec, RunningAudioEncoder)> = Vec::new();
     let mut next_tick = Instant::now();
@@ -795,6 +819,7 @@ fn run_audio_source(
             }
         };
         position += 1;
+        level.update(&frame);
         let frame = if muted.load(Ordering::Relaxed) {
             AudioFrame::silent(Channels::Mono, position)
         } else {

@@ -1,0 +1,239 @@
+//! `cargo xtask bench app`: a 1:1 720p call between the desktop app (its
+//! real window under Xvfb) and a kith-cli bot, beside the same call between
+//! two kith-cli. Prints the app's CPU (its process and the WebKit processes
+//! it starts) and glass-to-glass as the page paints it (remote capture →
+//! painted, read off each tile's last frame), against kith-cli's own
+//! glass-to-glass (capture → decoded).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use kith_e2e::desktop::{AttrAtLeast, Desktop, HasText, Present, click, open, type_into, wait_for};
+use kith_e2e::*;
+
+const WARM_UP: Duration = Duration::from_secs(4);
+const WINDOW: Duration = Duration::from_secs(15);
+
+/// Clock ticks of a process and its descendants (user + system).
+fn tree_ticks(root: u32) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![root];
+    let mut all = Vec::new();
+    while let Some(pid) = pending.pop() {
+        all.push(pid);
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                if parent_of(child) == Some(pid) {
+                    pending.push(child);
+                }
+            }
+        }
+    }
+    for pid in all {
+        total += ticks_of(pid);
+    }
+    total
+}
+
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after its ')'.
+    let rest = text.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+fn ticks_of(pid: u32) -> u64 {
+    stat_fields(pid).map_or(0, |f| {
+        f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    })
+}
+
+fn ticks_per_second() -> f64 {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+fn app_pid() -> u32 {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &Desktop::application().display().to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .min()
+        .expect("the app's process")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct AppRun {
+    cpu_cores: f64,
+    painted_p50: f64,
+    painted_p95: f64,
+    painted_fps: f64,
+    renderer: String,
+}
+
+async fn app_call() -> AppRun {
+    let scratch = Scratch::new("bench-app");
+    let desktop = Desktop::start(&scratch);
+    let client = open(&desktop).await;
+    type_into(&client, "#setup-user", "alice").await;
+    type_into(&client, "#setup-name", "Alice").await;
+    click(&client, "#setup-done").await;
+    wait_for(&client, "#signaling-status", "signed in", HasText("online")).await;
+    type_into(&client, "#add-user", "bot").await;
+    click(&client, "#add-contact-button").await;
+    let seconds = (WARM_UP + WINDOW).as_secs() + 10;
+    let mut bot = Args::new(&["answer"])
+        .media("AV1", 1280, 720, 30)
+        .opt("--duration", seconds)
+        .flag("--ice-loopback")
+        .spawn(&desktop.server_url(), "bot");
+    bot.wait_for_line("signaling_connected", PATIENCE);
+    wait_for(
+        &client,
+        "li.contact.online[data-user='bot']",
+        "bot online",
+        Present,
+    )
+    .await;
+    click(&client, "li.contact[data-user='bot'] .call-video").await;
+    let tile = wait_for(
+        &client,
+        "#grid .tile",
+        "the remote tile",
+        AttrAtLeast("data-painted", 10),
+    )
+    .await;
+    tokio::time::sleep(WARM_UP).await;
+    let pid = app_pid();
+    let renderer = tile
+        .attr("data-renderer")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let painted_before: f64 = tile
+        .attr("data-painted")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0.0);
+    let ticks_before = tree_ticks(pid);
+    let started = Instant::now();
+    let mut delays = Vec::new();
+    let mut last_painted = String::new();
+    while started.elapsed() < WINDOW {
+        let painted = tile.attr("data-painted").await.unwrap().unwrap_or_default();
+        if painted != last_painted {
+            if let Some(delay) = tile
+                .attr("data-delay-ms")
+                .await
+                .unwrap()
+                .and_then(|d| d.parse::<f64>().ok())
+            {
+                delays.push(delay);
+            }
+            last_painted = painted;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_cores = (tree_ticks(pid) - ticks_before) as f64 / ticks_per_second() / elapsed;
+    let painted_after: f64 = tile
+        .attr("data-painted")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0.0);
+    click(&client, "#hang-up").await;
+    client.close().await.unwrap();
+    bot.kill();
+    delays.sort_by(f64::total_cmp);
+    AppRun {
+        cpu_cores,
+        painted_p50: percentile(&delays, 0.5),
+        painted_p95: percentile(&delays, 0.95),
+        painted_fps: (painted_after - painted_before) / elapsed,
+        renderer,
+    }
+}
+
+/// The same call between two kith-cli: glass-to-glass at decode.
+fn cli_call() -> (f64, f64) {
+    let scratch = Scratch::new("bench-app-cli");
+    let server = Server::start(&[]);
+    let seconds = (WARM_UP + WINDOW).as_secs_f64();
+    let mut processes: Vec<Process> = ["alice", "bob"]
+        .iter()
+        .map(|user| {
+            Args::new(&["join", "bench"])
+                .media("AV1", 1280, 720, 30)
+                .opt("--duration", seconds)
+                .flag("--ice-loopback")
+                .path("--report", &scratch.path(&format!("{user}.json")))
+                .spawn(&server.url(), user)
+        })
+        .collect();
+    for process in &mut processes {
+        process.wait(PATIENCE * 2);
+    }
+    let report = report(&scratch.path("alice.json"));
+    let g2g = &report["peers"][0]["glass_to_glass_ms"];
+    (
+        g2g["p50"].as_f64().unwrap_or(f64::NAN),
+        g2g["p95"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let app = app_call().await;
+    let (cli_p50, cli_p95) = tokio::task::spawn_blocking(cli_call).await.unwrap();
+    println!();
+    println!(
+        "| 1:1 720p30 AV1, {} s window | app (window, {}) | kith-cli | app − kith-cli |",
+        WINDOW.as_secs(),
+        app.renderer
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| glass-to-glass p50 ms (app: capture → painted; kith-cli: capture → decoded) | {:.1} | {:.1} | {:+.1} |",
+        app.painted_p50,
+        cli_p50,
+        app.painted_p50 - cli_p50
+    );
+    println!(
+        "| glass-to-glass p95 ms | {:.1} | {:.1} | {:+.1} |",
+        app.painted_p95,
+        cli_p95,
+        app.painted_p95 - cli_p95
+    );
+    println!("| frames painted per second | {:.1} | | |", app.painted_fps);
+    println!(
+        "| CPU cores of the app (its process + WebKit's) | {:.2} | | |",
+        app.cpu_cores
+    );
+}
