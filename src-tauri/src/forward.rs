@@ -111,6 +111,14 @@ pub async fn carry_out(app: &AppHandle, state: &AppState, ring: &mut RingTone, e
             }
             Ok(())
         }
+        Effect::CameraOff => {
+            if let Ok(call) = state.call()
+                && let Err(error) = call.set_camera_enabled(false).await
+            {
+                warn!(%error, "cannot close the camera");
+            }
+            Ok(())
+        }
         Effect::RingTone(on) => {
             ring.set(on);
             Ok(())

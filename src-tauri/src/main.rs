@@ -102,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             commands::contacts::contact_rename,
             commands::contacts::contact_remove,
             commands::calls::call_ring,
+            commands::calls::call_group,
             commands::calls::call_cancel,
             commands::calls::call_answer,
             commands::calls::call_join_room,

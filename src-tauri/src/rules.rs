@@ -48,6 +48,8 @@ pub enum Effect {
     },
     /// Start or stop the ring tone.
     RingTone(bool),
+    /// Close the camera: the call it was opened for did not happen.
+    CameraOff,
     /// Tell the user (a desktop notification when the window is not focused).
     Notify {
         title: String,
@@ -86,19 +88,28 @@ pub fn apply(view: &mut View, event: &CallEvent) -> (bool, Vec<Effect>) {
             true
         }
         CallEvent::Ringing { room, to, media } => {
-            view.ringing = Some(OutgoingRing {
-                room: room.as_str().into(),
-                to: to.as_str().into(),
-                media: *media,
-            });
+            let known = view
+                .ringing
+                .iter()
+                .any(|r| r.room == room.as_str() && r.to == to.as_str());
+            if !known && view.ringing.len() < MAX_RINGS_SHOWN {
+                view.ringing.push(OutgoingRing {
+                    room: room.as_str().into(),
+                    to: to.as_str().into(),
+                    media: *media,
+                });
+            }
             true
         }
         CallEvent::RingEnded { room, to, outcome } => {
-            let media = view
+            let position = view
                 .ringing
-                .take()
-                .filter(|ring| ring.room == room.as_str())
+                .iter()
+                .position(|r| r.room == room.as_str() && r.to == to.as_str());
+            let media = position
+                .map(|index| view.ringing.remove(index))
                 .map_or(MediaKind::Video, |ring| ring.media);
+            let in_that_room = view.call.as_ref().is_some_and(|c| c.room == room.as_str());
             if *outcome != RingOutcome::Accepted {
                 effects.push(Effect::RecordNotStarted {
                     room: room.as_str().into(),
@@ -108,9 +119,13 @@ pub fn apply(view: &mut View, event: &CallEvent) -> (bool, Vec<Effect>) {
                     outcome: ring_outcome_word(*outcome).into(),
                 });
                 view.last_end = Some(format!("{to}: {}", ring_outcome_text(*outcome)));
-            } else {
+                if view.call.is_none() && view.ringing.is_empty() {
+                    view.camera_on = false;
+                    effects.push(Effect::CameraOff);
+                }
+            } else if !in_that_room {
                 // Joined comes next; remember whom this room is with.
-                view.ringing = Some(OutgoingRing {
+                view.answered = Some(OutgoingRing {
                     room: room.as_str().into(),
                     to: to.as_str().into(),
                     media,
@@ -165,7 +180,20 @@ pub fn apply(view: &mut View, event: &CallEvent) -> (bool, Vec<Effect>) {
         }
         CallEvent::Joined { room, peers } => {
             let room_text = room.as_str().to_string();
-            let rang = view.ringing.take().filter(|ring| ring.room == room_text);
+            let rang = view
+                .answered
+                .take()
+                .filter(|ring| ring.room == room_text)
+                .or_else(|| {
+                    // Joined before the reply's RingEnded: the one rung is who it is with.
+                    let here: Vec<usize> = (0..view.ringing.len())
+                        .filter(|&i| view.ringing[i].room == room_text)
+                        .collect();
+                    match here.as_slice() {
+                        [only] => Some(view.ringing.remove(*only)),
+                        _ => None,
+                    }
+                });
             let answered = view.invites.iter().position(|inv| inv.room == room_text);
             let answered = answered.map(|index| view.invites.remove(index));
             if answered.is_some() && view.invites.is_empty() {
@@ -304,6 +332,8 @@ pub fn end_call(view: &mut View, outcome: &str) -> Option<Effect> {
     })
 }
 
+/// A group call rings at most the mesh limit.
+const MAX_RINGS_SHOWN: usize = 8;
 /// Someone hostile could ring us from many rooms at once; show a few.
 const MAX_INVITES_SHOWN: usize = 8;
 /// The mesh limit of a room is far below this; it only bounds the map.
@@ -432,7 +462,7 @@ mod tests {
         let call = view.call.as_ref().unwrap();
         assert_eq!(call.conversation, "bob");
         assert_eq!(call.peers.len(), 1);
-        assert!(view.ringing.is_none());
+        assert!(view.ringing.is_empty());
         assert!(
             matches!(&effects[0], Effect::RecordStart { incoming: false, peers, .. } if peers == &["bob"])
         );
@@ -457,7 +487,7 @@ mod tests {
                 outcome: RingOutcome::Declined,
             },
         );
-        assert!(view.ringing.is_none());
+        assert!(view.ringing.is_empty());
         assert_eq!(view.last_end.as_deref(), Some("bob: declined the call"));
         assert!(
             matches!(&effects[0], Effect::RecordNotStarted { outcome, media: MediaKind::Audio, .. } if outcome == "declined")
@@ -580,6 +610,53 @@ mod tests {
             );
         }
         assert_eq!(view.invites.len(), MAX_INVITES_SHOWN);
+    }
+
+    #[test]
+    fn a_group_call_keys_chat_by_room_and_drops_each_ring_as_it_ends() {
+        let mut view = View::default();
+        let group = RoomId::new("group-a-1").unwrap();
+        apply(
+            &mut view,
+            &CallEvent::Joined {
+                room: group.clone(),
+                peers: vec![],
+            },
+        );
+        let carol = UserId::new("carol").unwrap();
+        for to in [bob(), carol.clone()] {
+            apply(
+                &mut view,
+                &CallEvent::Ringing {
+                    room: group.clone(),
+                    to,
+                    media: MediaKind::Video,
+                },
+            );
+        }
+        assert_eq!(view.ringing.len(), 2);
+        apply(
+            &mut view,
+            &CallEvent::RingEnded {
+                room: group.clone(),
+                to: bob(),
+                outcome: RingOutcome::Accepted,
+            },
+        );
+        apply(
+            &mut view,
+            &CallEvent::RingEnded {
+                room: group.clone(),
+                to: carol,
+                outcome: RingOutcome::Declined,
+            },
+        );
+        assert!(view.ringing.is_empty());
+        assert!(
+            view.answered.is_none(),
+            "already in that room: nothing to wait for"
+        );
+        assert_eq!(view.call.as_ref().unwrap().conversation, "room:group-a-1");
     }
 
     #[test]

@@ -86,6 +86,10 @@ impl AppState {
         if let Err(error) = started.call.set_processing(processing(&settings)) {
             warn!(%error, "cannot apply the audio processing settings");
         }
+        // No call yet: the camera stays closed (and its light off) until one starts.
+        if let Err(error) = started.call.set_camera_enabled(false).await {
+            warn!(%error, "cannot turn the camera off");
+        }
         self.call.send_replace(Some(started.call.clone()));
         let (url, warnings) = (started.server_url.clone(), started.warnings.clone());
         *engine = Some(started);
@@ -96,7 +100,7 @@ impl AppState {
                 ..Default::default()
             };
             view.warnings = warnings;
-            view.camera_on = true;
+            view.camera_on = false;
             view.mic_muted = false;
         });
         crate::forward::spawn(app.clone(), events);

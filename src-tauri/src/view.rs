@@ -16,8 +16,12 @@ pub struct View {
     /// Online users: id → display name.
     pub online: BTreeMap<String, String>,
     pub call: Option<CurrentCall>,
-    /// Our outgoing ring, while it rings.
-    pub ringing: Option<OutgoingRing>,
+    /// Our outgoing rings, while they ring (several for a group call).
+    pub ringing: Vec<OutgoingRing>,
+    /// The ring just accepted, until its room's `Joined` says whom the call is with.
+    #[serde(skip)]
+    #[ts(skip)]
+    pub answered: Option<OutgoingRing>,
     /// Invites ringing us.
     pub invites: Vec<IncomingRing>,
     pub mic_muted: bool,

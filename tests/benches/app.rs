@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use kith_e2e::desktop::{AttrAtLeast, Desktop, HasText, Present, click, open, type_into, wait_for};
+use kith_e2e::desktop::{
+    AttrAtLeast, Desktop, Present, add_contact, attr_number, click, open, sign_up, wait_for,
+};
 use kith_e2e::*;
 
 const WARM_UP: Duration = Duration::from_secs(4);
@@ -98,12 +100,8 @@ async fn app_call() -> AppRun {
     let scratch = Scratch::new("bench-app");
     let desktop = Desktop::start(&scratch);
     let client = open(&desktop).await;
-    type_into(&client, "#setup-user", "alice").await;
-    type_into(&client, "#setup-name", "Alice").await;
-    click(&client, "#setup-done").await;
-    wait_for(&client, "#signaling-status", "signed in", HasText("online")).await;
-    type_into(&client, "#add-user", "bot").await;
-    click(&client, "#add-contact-button").await;
+    sign_up(&client, "alice", "Alice").await;
+    add_contact(&client, "bot", "Bot").await;
     let seconds = (WARM_UP + WINDOW).as_secs() + 10;
     let mut bot = Args::new(&["answer"])
         .media("AV1", 1280, 720, 30)
@@ -133,26 +131,16 @@ async fn app_call() -> AppRun {
         .await
         .unwrap()
         .unwrap_or_default();
-    let painted_before: f64 = tile
-        .attr("data-painted")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-        .parse()
-        .unwrap_or(0.0);
+    let painted_before = attr_number(&tile, "data-painted").await;
     let ticks_before = tree_ticks(pid);
     let started = Instant::now();
     let mut delays = Vec::new();
-    let mut last_painted = String::new();
+    let mut last_painted = painted_before;
     while started.elapsed() < WINDOW {
-        let painted = tile.attr("data-painted").await.unwrap().unwrap_or_default();
+        let painted = attr_number(&tile, "data-painted").await;
         if painted != last_painted {
-            if let Some(delay) = tile
-                .attr("data-delay-ms")
-                .await
-                .unwrap()
-                .and_then(|d| d.parse::<f64>().ok())
-            {
+            let delay = attr_number(&tile, "data-delay-ms").await;
+            if delay.is_finite() {
                 delays.push(delay);
             }
             last_painted = painted;
@@ -161,13 +149,7 @@ async fn app_call() -> AppRun {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_cores = (tree_ticks(pid) - ticks_before) as f64 / ticks_per_second() / elapsed;
-    let painted_after: f64 = tile
-        .attr("data-painted")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-        .parse()
-        .unwrap_or(0.0);
+    let painted_after = attr_number(&tile, "data-painted").await;
     click(&client, "#hang-up").await;
     client.close().await.unwrap();
     bot.kill();

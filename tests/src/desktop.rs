@@ -316,6 +316,32 @@ impl AsyncCheck for AttrIs {
     }
 }
 
+/// First run: picks the user id and name, and waits until signed in.
+pub async fn sign_up(client: &Client, user: &str, name: &str) {
+    type_into(client, "#setup-user", user).await;
+    type_into(client, "#setup-name", name).await;
+    click(client, "#setup-done").await;
+    wait_for(client, "#signaling-status", "signed in", HasText("online")).await;
+}
+
+/// Adds a contact from the sidebar's form.
+pub async fn add_contact(client: &Client, user: &str, name: &str) {
+    type_into(client, "#add-user", user).await;
+    type_into(client, "#add-name", name).await;
+    click(client, "#add-contact-button").await;
+}
+
+/// A numeric data attribute of `element` (`NaN` when absent).
+pub async fn attr_number(element: &Element, name: &str) -> f64 {
+    element
+        .attr(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 pub async fn type_into(client: &Client, css: &str, text: &str) {
     let input = wait_for(client, css, "an input", Shown).await;
     input.clear().await.unwrap();

@@ -10,7 +10,8 @@ use std::time::Duration;
 use fantoccini::Locator;
 use fantoccini::elements::Element;
 use kith_e2e::desktop::{
-    AttrAtLeast, AttrIs, Desktop, HasText, Present, Shown, click, open, pixels, type_into, wait_for,
+    AttrAtLeast, AttrIs, Desktop, HasText, Present, Shown, add_contact, click, open, pixels,
+    sign_up, type_into, wait_for,
 };
 use kith_e2e::{PATIENCE, Process, Scratch, kith_cli};
 
@@ -51,6 +52,10 @@ async fn assert_video_moves(desktop: &Desktop, tile: &Element) {
 }
 
 fn bot(desktop: &Desktop, command: &[&str]) -> Process {
+    bot_named(desktop, "bot", command)
+}
+
+fn bot_named(desktop: &Desktop, user: &str, command: &[&str]) -> Process {
     let mut args: Vec<String> = vec!["--name".into(), "Bot".into()];
     args.extend(command.iter().map(|s| s.to_string()));
     args.extend(
@@ -66,7 +71,7 @@ fn bot(desktop: &Desktop, command: &[&str]) -> Process {
         .iter()
         .map(|s| s.to_string()),
     );
-    kith_cli(&desktop.server_url(), "bot", &args)
+    kith_cli(&desktop.server_url(), user, &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,15 +81,10 @@ async fn the_desktop_app_calls_chats_and_remembers() {
     let client = open(&desktop).await;
 
     // First run: choose an id and a name.
-    type_into(&client, "#setup-user", "alice").await;
-    type_into(&client, "#setup-name", "Alice").await;
-    click(&client, "#setup-done").await;
-    wait_for(&client, "#signaling-status", "signed in", HasText("online")).await;
+    sign_up(&client, "alice", "Alice").await;
 
     // A contact with a hostile name shows it literally.
-    type_into(&client, "#add-user", "bot").await;
-    type_into(&client, "#add-name", HOSTILE).await;
-    click(&client, "#add-contact-button").await;
+    add_contact(&client, "bot", HOSTILE).await;
     let contact = wait_for(
         &client,
         "li.contact[data-user='bot']",
@@ -247,5 +247,34 @@ async fn the_desktop_app_calls_chats_and_remembers() {
     assert_video_moves(&desktop, &tile).await;
     click(&client, "#hang-up").await;
     answering.wait_for_line("peer_left", PATIENCE);
+    answering.kill();
+
+    // A group call: tick two online contacts, ring both into one room,
+    // both answer, and both tiles show video.
+    add_contact(&client, "carol", "Carol").await;
+    let mut first = bot_named(&desktop, "bot", &["answer", "--duration", "40"]);
+    let mut second = bot_named(&desktop, "carol", &["answer", "--duration", "40"]);
+    for (user, process) in [("bot", &mut first), ("carol", &mut second)] {
+        process.wait_for_line("signaling_connected", PATIENCE);
+        let online = format!("li.contact.online[data-user='{user}'] .pick");
+        wait_for(&client, &online, "online to pick", Present).await;
+        click(&client, &online).await;
+    }
+    click(&client, "#group-call").await;
+    for user in ["bot", "carol"] {
+        let tile = format!("#grid .tile[data-user='{user}']");
+        wait_for(
+            &client,
+            &tile,
+            "a group call tile",
+            AttrAtLeast("data-painted", 10),
+        )
+        .await;
+    }
+    // The two bots meshed with each other too (their peer_connected events).
+    first.wait_for_line("\"user\":\"carol\",\"candidate_type\"", PATIENCE);
+    second.wait_for_line("\"user\":\"bot\",\"candidate_type\"", PATIENCE);
+    click(&client, "#hang-up").await;
+    first.wait_for_line("peer_left", PATIENCE);
     client.close().await.unwrap();
 }

@@ -21,6 +21,9 @@ export class App {
   private contacts: Contact[] = [];
   private query = "";
   private selected: string | null = null;
+  /** Contacts ticked for a group call. */
+  private picked = new Set<string>();
+  private groupButton = h("button", { id: "group-call", disabled: true }, "Group call");
   private conversation: Conversation | null = null;
   private history: CallRecord[] = [];
   private stats = new StatsHistory();
@@ -60,6 +63,7 @@ export class App {
     this.statsPanel = new StatsPanel(() => this.peerNames());
     this.settingsPanel = new SettingsPanel(() => this.reloadSettings());
     this.settingsPanel.endpoint = endpoint;
+    this.settingsPanel.inCall = () => this.view.call !== null;
     this.build();
   }
 
@@ -100,7 +104,7 @@ export class App {
           });
         },
       }, addUser, addName, h("button", { type: "submit", id: "add-contact-button" }, "Add")),
-      search,
+      h("div", { class: "row" }, search, this.groupButton),
       this.contactList,
       h("h3", {}, "Recent calls"),
       this.missed,
@@ -113,6 +117,14 @@ export class App {
         },
       }, roomName, h("button", { type: "submit" }, "Join room")),
     );
+    this.groupButton.addEventListener("click", () => {
+      const users = [...this.picked];
+      void this.act(async () => {
+        await ipc.groupCall(users, "video");
+        this.picked.clear();
+        this.renderContacts();
+      });
+    });
     this.chatInput.maxLength = 4000;
     const chatForm = h("form", {
       id: "chat-form",
@@ -320,14 +332,24 @@ export class App {
   }
 
   private renderContacts(): void {
-    const inCall = this.view.call !== null || this.view.ringing !== null;
+    const inCall = this.view.call !== null || this.view.ringing.length > 0;
+    for (const user of this.picked) if (!(user in this.view.online)) this.picked.delete(user);
+    this.groupButton.disabled = inCall || this.picked.size < 2;
+    fill(this.groupButton, this.picked.size >= 2 ? `Group call (${this.picked.size})` : "Group call");
     fill(
       this.contactList,
       ...this.contacts.map((contact) => {
         const online = contact.user in this.view.online;
+        const pick = h("input", { type: "checkbox", class: "pick", title: "Add to a group call", checked: this.picked.has(contact.user), disabled: !online || inCall });
+        pick.addEventListener("change", () => {
+          if (pick.checked) this.picked.add(contact.user);
+          else this.picked.delete(contact.user);
+          this.renderContacts();
+        });
         return h(
           "li",
           { class: `contact ${online ? "online" : "offline"}`, dataset: { user: contact.user } },
+          pick,
           h("span", { class: "presence", title: online ? "online" : "offline" }),
           h("button", { class: "contact-name", title: contact.name, onclick: () => this.select(contact.user) }, contact.name),
           h("span", { class: "contact-id" }, `@${contact.user}`),
@@ -435,15 +457,16 @@ export class App {
         ),
       ),
     );
-    const ring = this.view.ringing;
+    const rings = this.view.ringing;
+    const first = rings[0];
     fill(
       this.outgoing,
-      ring && !this.view.call
+      first && !this.view.call
         ? h(
             "div",
-            { class: "ringing", dataset: { room: ring.room } },
-            `Calling ${ring.to}…`,
-            h("button", { id: "cancel-ring", onclick: () => void this.act(() => ipc.cancelRing(ring.room)) }, "Cancel"),
+            { class: "ringing", dataset: { room: first.room } },
+            `Calling ${rings.map((r) => r.to).join(", ")}…`,
+            h("button", { id: "cancel-ring", onclick: () => void this.act(() => ipc.cancelRing(first.room)) }, "Cancel"),
           )
         : null,
     );
@@ -455,12 +478,14 @@ export class App {
     const peers = Object.entries(call.peers);
     const reconnecting = peers.filter(([, p]) => p.reconnecting).map(([, p]) => p.name);
     const signalingDown = !this.view.signaling.connected;
+    const ringingHere = this.view.ringing.filter((r) => r.room === call.room).map((r) => r.to);
     fill(
       this.callStatus,
       h("span", {}, call.conversation.startsWith("room:") ? `Room ${call.room}` : `Call with ${peers[0]?.[1].name ?? call.conversation}`),
       signalingDown ? h("span", { class: "reconnecting" }, " · reconnecting to the server…") : null,
       reconnecting.length ? h("span", { class: "reconnecting" }, ` · reconnecting ${reconnecting.join(", ")}…`) : null,
       peers.length === 0 ? h("span", {}, " · waiting for others to join") : null,
+      ringingHere.length ? h("span", { class: "ringing-here" }, ` · ringing ${ringingHere.join(", ")}…`) : null,
     );
     // Tiles: one per remote peer, kept across renders.
     for (const [session, tile] of this.tiles) {

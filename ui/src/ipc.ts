@@ -14,6 +14,7 @@ export const ipc = {
   renameContact: (user: string, name: string) => invoke<void>("contact_rename", { user, name }),
   removeContact: (user: string) => invoke<void>("contact_remove", { user }),
   ring: (user: string, media: MediaKind) => invoke<string>("call_ring", { user, media }),
+  groupCall: (users: string[], media: MediaKind) => invoke<string>("call_group", { users, media }),
   cancelRing: (room: string) => invoke<void>("call_cancel", { room }),
   answer: (room: string, answer: InviteAnswer) => invoke<void>("call_answer", { room, answer }),
   joinRoom: (room: string) => invoke<void>("call_join_room", { room }),

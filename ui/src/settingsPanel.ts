@@ -16,6 +16,9 @@ export class SettingsPanel {
   private meterTimer: number | undefined;
   endpoint: FrameEndpoint | null = null;
 
+  /** Whether a call is on (then the camera is the call's to switch). */
+  inCall: () => boolean = () => false;
+
   constructor(private saved: () => Promise<void>) {
     this.element.hidden = true;
   }
@@ -103,6 +106,8 @@ export class SettingsPanel {
       ),
     );
     if (this.endpoint && settings.camera !== "none") {
+      // Outside a call the camera is closed: open it for the preview.
+      if (!this.inCall()) void ipc.setCamera(true).catch(() => undefined);
       this.preview = new VideoTile("self", this.endpoint, settings.renderer);
       previewBox.append(this.preview.element);
     }
@@ -120,6 +125,7 @@ export class SettingsPanel {
 
   close(): void {
     window.clearInterval(this.meterTimer);
+    if (this.preview && !this.inCall()) void ipc.setCamera(false).catch(() => undefined);
     this.preview?.close();
     this.preview = null;
     this.element.hidden = true;

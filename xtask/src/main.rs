@@ -209,6 +209,16 @@ fn ensure_tauri_driver() -> anyhow::Result<()> {
     )
 }
 
+/// The benchmarks' processes, built with the release profile.
+fn build_release(packages: &[&str]) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["build", "--release", "--locked"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    step("build release binaries", &mut command)
+}
+
 fn bench(names: &[String]) -> anyhow::Result<()> {
     const KNOWN: [&str; 4] = ["signaling", "media", "call", "app"];
     let wanted: Vec<&str> = if names.is_empty() {
@@ -246,38 +256,14 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
             "app" => {
                 ensure_tauri_driver()?;
                 ui(UiCheck::BuildOnly)?;
-                step(
-                    "build release binaries",
-                    cargo().args([
-                        "build",
-                        "--release",
-                        "--locked",
-                        "-p",
-                        "kith-desktop",
-                        "-p",
-                        "kith-cli",
-                        "-p",
-                        "signaling-dev",
-                    ]),
-                )?;
+                build_release(&["kith-desktop", "kith-cli", "signaling-dev"])?;
                 step(
                     "app benchmark",
                     cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "app"]),
                 )?;
             }
             "call" => {
-                step(
-                    "build release binaries",
-                    cargo().args([
-                        "build",
-                        "--release",
-                        "--locked",
-                        "-p",
-                        "kith-cli",
-                        "-p",
-                        "signaling-dev",
-                    ]),
-                )?;
+                build_release(&["kith-cli", "signaling-dev"])?;
                 step(
                     "call benchmark",
                     cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "call"]),

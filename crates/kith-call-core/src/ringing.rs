@@ -38,7 +38,8 @@ pub struct IncomingRing {
 
 #[derive(Debug, Default)]
 pub struct Ringing {
-    pub outgoing: BTreeMap<RoomId, OutgoingRing>,
+    /// By room and callee: a group call rings several people into one room.
+    pub outgoing: BTreeMap<(RoomId, UserId), OutgoingRing>,
     pub incoming: BTreeMap<RoomId, IncomingRing>,
 }
 
@@ -58,6 +59,11 @@ impl Ringing {
         self.incoming.remove(&oldest)
     }
 
+    /// Takes every outgoing ring of `room`.
+    pub fn take_outgoing_in(&mut self, room: &RoomId) -> Vec<OutgoingRing> {
+        take_where(&mut self.outgoing, |r| r.room == *room)
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         let out = self.outgoing.values().map(|r| r.deadline);
         let inc = self.incoming.values().map(|r| r.deadline);
@@ -73,11 +79,11 @@ impl Ringing {
     }
 }
 
-fn take_where<T: Clone>(map: &mut BTreeMap<RoomId, T>, expired: impl Fn(&T) -> bool) -> Vec<T> {
-    let rooms: Vec<RoomId> = map
+fn take_where<K: Ord + Clone, T>(map: &mut BTreeMap<K, T>, expired: impl Fn(&T) -> bool) -> Vec<T> {
+    let keys: Vec<K> = map
         .iter()
         .filter(|(_, v)| expired(v))
         .map(|(k, _)| k.clone())
         .collect();
-    rooms.iter().filter_map(|room| map.remove(room)).collect()
+    keys.iter().filter_map(|key| map.remove(key)).collect()
 }

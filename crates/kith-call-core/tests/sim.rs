@@ -415,6 +415,80 @@ fn an_accepted_invite_joins_both_and_connects() {
 }
 
 #[test]
+fn a_group_call_rings_several_into_one_room_and_meshes() {
+    let mut net = Net::new();
+    for name in ["alice", "bob", "carol"] {
+        net.add(name);
+    }
+    net.settle();
+    net.command("alice", Command::Join(room("call-1"))).unwrap();
+    for callee in ["bob", "carol"] {
+        net.command(
+            "alice",
+            Command::Ring {
+                room: room("call-1"),
+                to: user(callee),
+                media: MediaKind::Video,
+                patience: 30 * SECOND,
+            },
+        )
+        .unwrap();
+    }
+    net.settle();
+    // Both ring at once: the second ring did not replace the first.
+    for callee in ["bob", "carol"] {
+        assert!(
+            net.client(callee)
+                .has(|e| matches!(e, CallEvent::Invite { .. }))
+        );
+    }
+    answer(&mut net, "bob", InviteAnswer::Accept);
+    answer(&mut net, "carol", InviteAnswer::Accept);
+    assert!(net.run_until(5 * SECOND, |n| {
+        n.clients.iter().all(|c| c.connected_pcs() == 2)
+    }));
+    assert_eq!(
+        ring_outcome(&net),
+        vec![RingOutcome::Accepted, RingOutcome::Accepted]
+    );
+}
+
+#[test]
+fn cancelling_a_group_ring_stops_every_invite_of_the_room() {
+    let mut net = Net::new();
+    for name in ["alice", "bob", "carol"] {
+        net.add(name);
+    }
+    net.settle();
+    for callee in ["bob", "carol"] {
+        net.command(
+            "alice",
+            Command::Ring {
+                room: room("call-1"),
+                to: user(callee),
+                media: MediaKind::Audio,
+                patience: 30 * SECOND,
+            },
+        )
+        .unwrap();
+    }
+    net.settle();
+    net.command("alice", Command::CancelRing(room("call-1")))
+        .unwrap();
+    net.settle();
+    for callee in ["bob", "carol"] {
+        assert!(
+            net.client(callee)
+                .has(|e| matches!(e, CallEvent::InviteCanceled { .. }))
+        );
+    }
+    assert_eq!(
+        ring_outcome(&net),
+        vec![RingOutcome::Canceled, RingOutcome::Canceled]
+    );
+}
+
+#[test]
 fn declined_and_busy_answers_end_the_ring() {
     for (reply, outcome) in [
         (InviteAnswer::Decline, RingOutcome::Declined),

@@ -17,6 +17,7 @@ fn room_id(room: &str) -> AppResult<RoomId> {
 
 #[tauri::command]
 pub async fn call_ring(
+    app: AppHandle,
     state: State<'_, AppState>,
     user: String,
     media: MediaKind,
@@ -24,7 +25,49 @@ pub async fn call_ring(
     let to = UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string()))?;
     let call = state.call()?;
     call.set_camera_enabled(media == MediaKind::Video).await?;
+    state.update_view(&app, |view| view.camera_on = media == MediaKind::Video);
     Ok(call.ring(to, media, RING_PATIENCE).await?.as_str().into())
+}
+
+/// The most people one group call rings (the room's mesh limit, less us).
+const MAX_GROUP: usize = 7;
+
+/// A group call: a fresh room, joined at once, with each person rung into it.
+#[tauri::command]
+pub async fn call_group(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    users: Vec<String>,
+    media: MediaKind,
+) -> AppResult<String> {
+    if users.is_empty() || users.len() > MAX_GROUP {
+        return Err(AppError::Invalid(format!(
+            "a group call rings 1 to {MAX_GROUP} people"
+        )));
+    }
+    let callees = users
+        .iter()
+        .map(|user| UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string())))
+        .collect::<AppResult<Vec<_>>>()?;
+    // Room ids have at most 64 characters.
+    let me: String = state
+        .profile()
+        .ok_or(AppError::NoProfile)?
+        .user
+        .chars()
+        .take(40)
+        .collect();
+    let suffix: u32 = rand::random();
+    let room = room_id(&format!("group-{me}-{suffix:08x}"))?;
+    let call = state.call()?;
+    call.set_camera_enabled(media == MediaKind::Video).await?;
+    state.update_view(&app, |view| view.camera_on = media == MediaKind::Video);
+    call.join(room.clone()).await?;
+    for to in callees {
+        call.ring_into(room.clone(), to, media, RING_PATIENCE)
+            .await?;
+    }
+    Ok(room.as_str().into())
 }
 
 #[tauri::command]
@@ -54,6 +97,7 @@ pub async fn call_answer(
             .find(|invite| invite.room == room.as_str())
             .is_none_or(|invite| invite.media == MediaKind::Video);
         call.set_camera_enabled(video).await?;
+        state.update_view(&app, |view| view.camera_on = video);
     }
     call.answer(room.clone(), answer).await?;
     if answer != InviteAnswer::Accept {
@@ -66,9 +110,14 @@ pub async fn call_answer(
 
 /// A group call: everyone who joins the same room name is in it.
 #[tauri::command]
-pub async fn call_join_room(state: State<'_, AppState>, room: String) -> AppResult<()> {
+pub async fn call_join_room(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    room: String,
+) -> AppResult<()> {
     let call = state.call()?;
     call.set_camera_enabled(true).await?;
+    state.update_view(&app, |view| view.camera_on = true);
     Ok(call.join(room_id(&room)?).await?)
 }
 
@@ -85,9 +134,13 @@ pub async fn call_hang_up(app: AppHandle, state: State<'_, AppState>) -> AppResu
 
 /// Leaves `room`, records the end and shows it.
 pub async fn leave_room(app: &AppHandle, state: &AppState, room: &str) -> AppResult<()> {
-    let result = state.call()?.leave(room_id(room)?).await;
+    let call = state.call()?;
+    let result = call.leave(room_id(room)?).await;
+    // Out of the call, the camera closes.
+    let camera = call.set_camera_enabled(false).await;
     let end = {
         let mut view = state.view();
+        view.camera_on = false;
         let effect = rules::end_call(&mut view, "ended");
         crate::state::emit_view(app, &mut view);
         effect
@@ -95,7 +148,8 @@ pub async fn leave_room(app: &AppHandle, state: &AppState, room: &str) -> AppRes
     if let Some(rules::Effect::RecordEnd { record, outcome }) = end {
         state.store().end_call(record, &outcome)?;
     }
-    Ok(result?)
+    result?;
+    Ok(camera?)
 }
 
 #[tauri::command]

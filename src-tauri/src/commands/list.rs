@@ -7,6 +7,7 @@ pub const COMMANDS: &[&str] = &[
     "contact_rename",
     "contact_remove",
     "call_ring",
+    "call_group",
     "call_cancel",
     "call_answer",
     "call_join_room",

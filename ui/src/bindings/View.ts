@@ -15,9 +15,9 @@ version: number, profile: Profile | null, signaling: Signaling,
  */
 online: { [key in string]: string }, call: CurrentCall | null, 
 /**
- * Our outgoing ring, while it rings.
+ * Our outgoing rings, while they ring (several for a group call).
  */
-ringing: OutgoingRing | null, 
+ringing: Array<OutgoingRing>, 
 /**
  * Invites ringing us.
  */

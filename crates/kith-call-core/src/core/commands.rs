@@ -53,7 +53,7 @@ impl CallCore {
                     request.clone(),
                 );
                 self.ringing.outgoing.insert(
-                    room.clone(),
+                    (room.clone(), to.clone()),
                     OutgoingRing {
                         room: room.clone(),
                         to: to.clone(),
@@ -65,10 +65,13 @@ impl CallCore {
                 self.emit(CallEvent::Ringing { room, to, media });
             }
             Command::CancelRing(room) => {
-                let Some(ring) = self.ringing.outgoing.remove(&room) else {
+                let rings = self.ringing.take_outgoing_in(&room);
+                if rings.is_empty() {
                     return Err(CallError::NoSuchInvite { room });
-                };
-                self.end_ring(ring, RingOutcome::Canceled);
+                }
+                for ring in rings {
+                    self.end_ring(ring, RingOutcome::Canceled);
+                }
             }
             Command::Answer { room, answer } => {
                 let Some(ring) = self.ringing.incoming.remove(&room) else {

@@ -156,19 +156,18 @@ impl CallCore {
                 media,
             } => self.incoming_invite(now, room, from, from_name, media),
             ServerMessage::InviteReply { room, from, answer } => {
-                let matches = self
+                if self
                     .ringing
                     .outgoing
-                    .get(&room)
-                    .is_some_and(|r| r.to == from);
-                if !matches {
+                    .remove(&(room.clone(), from.clone()))
+                    .is_none()
+                {
                     debug!(
                         room = room.as_str(),
                         "a reply to an invite no longer ringing"
                     );
                     return;
                 }
-                self.ringing.outgoing.remove(&room);
                 self.emit(CallEvent::InviteReply {
                     room: room.clone(),
                     from: from.clone(),
@@ -211,12 +210,12 @@ impl CallCore {
                 let ring = re.as_ref().and_then(|re| {
                     self.ringing
                         .outgoing
-                        .values()
-                        .find(|r| r.request.as_ref() == Some(re))
-                        .map(|r| r.room.clone())
+                        .iter()
+                        .find(|(_, r)| r.request.as_ref() == Some(re))
+                        .map(|(key, _)| key.clone())
                 });
-                if let (Some(room), ErrorCode::Offline) = (&ring, code)
-                    && let Some(ring) = self.ringing.outgoing.remove(room)
+                if let (Some(key), ErrorCode::Offline) = (&ring, code)
+                    && let Some(ring) = self.ringing.outgoing.remove(key)
                 {
                     self.emit(CallEvent::Error {
                         error: CallError::Server { code, message },

@@ -203,14 +203,26 @@ impl Call {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ))
         .map_err(|err| CallError::Config(err.to_string()))?;
+        self.ring_into(room.clone(), to, media, patience).await?;
+        Ok(room)
+    }
+
+    /// Rings `to` into `room` (a group call: join it, then ring each
+    /// person); on accept they join it.
+    pub async fn ring_into(
+        &self,
+        room: RoomId,
+        to: UserId,
+        media: MediaKind,
+        patience: Duration,
+    ) -> Result<(), CallError> {
         self.command(Command::Ring {
-            room: room.clone(),
+            room,
             to,
             media,
             patience,
         })
-        .await?;
-        Ok(room)
+        .await
     }
 
     pub async fn cancel_ring(&self, room: RoomId) -> Result<(), CallError> {

@@ -235,8 +235,13 @@ impl Driver {
                 }
             }
             MediaOp::Camera(on) => {
-                if let Some(video) = &self.video {
-                    video.set_enabled(on);
+                // Turning a real camera on opens it again: that may block, and fail.
+                let result = self
+                    .video
+                    .as_ref()
+                    .map(|video| blocking(|| video.set_enabled(on)));
+                if let Some(Err(error)) = result {
+                    self.emit(CallEvent::Error { error });
                 }
             }
             MediaOp::SampleStats => {

@@ -132,6 +132,8 @@ pub struct VideoSend {
     settings: VideoSendSettings,
     /// What runs now (`settings.source` is what the call started with).
     source: Mutex<VideoSourceSpec>,
+    /// A real camera is closed while video is off, so its light goes out.
+    camera_released: AtomicBool,
     preview: LatestFrame,
     thread: Option<JoinHandle<()>>,
 }
@@ -183,6 +185,7 @@ impl VideoSend {
             enabled,
             stop,
             source: Mutex::new(settings.source.clone()),
+            camera_released: AtomicBool::new(false),
             settings,
             preview,
             thread: Some(thread),
@@ -216,9 +219,26 @@ impl VideoSend {
             .send(VideoControl::Resolution(codec, width, height));
     }
 
-    /// Camera off sends nothing (the transceiver stays negotiated).
-    pub fn set_enabled(&self, on: bool) {
+    /// Camera off sends nothing (the transceiver stays negotiated) and
+    /// closes a real camera; on opens it again, which blocks a moment and
+    /// fails if the camera is gone (video then stays off).
+    pub fn set_enabled(&self, on: bool) -> Result<(), CallError> {
+        let current = lock(&self.source);
+        let is_camera = matches!(*current, VideoSourceSpec::Camera(_));
+        if on && self.camera_released.load(Ordering::Relaxed) {
+            let source = open_video_source(&current, &self.settings)?;
+            self.control
+                .send(VideoControl::Source(Box::new(source)))
+                .map_err(|_| CallError::Stopped)?;
+            self.camera_released.store(false, Ordering::Relaxed);
+        } else if !on && is_camera && !self.camera_released.load(Ordering::Relaxed) {
+            self.control
+                .send(VideoControl::Source(Box::new(Source::Idle)))
+                .map_err(|_| CallError::Stopped)?;
+            self.camera_released.store(true, Ordering::Relaxed);
+        }
         self.enabled.store(on, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn settings(&self) -> &VideoSendSettings {
@@ -239,6 +259,18 @@ impl VideoSend {
         let mut current = lock(&self.source);
         // The same camera twice would be opened while still open, and fail.
         if *current == spec {
+            return Ok(());
+        }
+        // Video is off and the camera closed: the new choice opens when it comes on.
+        if self.camera_released.load(Ordering::Relaxed) {
+            if !matches!(spec, VideoSourceSpec::Camera(_)) {
+                let source = open_video_source(&spec, &self.settings)?;
+                self.control
+                    .send(VideoControl::Source(Box::new(source)))
+                    .map_err(|_| CallError::Stopped)?;
+                self.camera_released.store(false, Ordering::Relaxed);
+            }
+            *current = spec;
             return Ok(());
         }
         let source = open_video_source(&spec, &self.settings)?;
