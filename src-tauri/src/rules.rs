@@ -433,17 +433,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_accepted_ring_becomes_a_one_to_one_call_keyed_by_the_callee() {
-        let mut view = View::default();
+    fn ring_bob(view: &mut View, media: MediaKind) {
         apply(
-            &mut view,
+            view,
             &CallEvent::Ringing {
                 room: room(),
                 to: bob(),
-                media: MediaKind::Video,
+                media,
             },
         );
+    }
+
+    fn join_with_bob(view: &mut View) -> Vec<Effect> {
+        apply(
+            view,
+            &CallEvent::Joined {
+                room: room(),
+                peers: vec![bob_peer()],
+            },
+        )
+        .1
+    }
+
+    #[test]
+    fn an_accepted_ring_becomes_a_one_to_one_call_keyed_by_the_callee() {
+        let mut view = View::default();
+        ring_bob(&mut view, MediaKind::Video);
         apply(
             &mut view,
             &CallEvent::RingEnded {
@@ -452,13 +467,7 @@ mod tests {
                 outcome: RingOutcome::Accepted,
             },
         );
-        let (_, effects) = apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: room(),
-                peers: vec![bob_peer()],
-            },
-        );
+        let effects = join_with_bob(&mut view);
         let call = view.call.as_ref().unwrap();
         assert_eq!(call.conversation, "bob");
         assert_eq!(call.peers.len(), 1);
@@ -471,14 +480,7 @@ mod tests {
     #[test]
     fn a_declined_ring_is_recorded_and_said() {
         let mut view = View::default();
-        apply(
-            &mut view,
-            &CallEvent::Ringing {
-                room: room(),
-                to: bob(),
-                media: MediaKind::Audio,
-            },
-        );
+        ring_bob(&mut view, MediaKind::Audio);
         let (_, effects) = apply(
             &mut view,
             &CallEvent::RingEnded {
@@ -507,13 +509,7 @@ mod tests {
             },
         );
         assert!(effects.contains(&Effect::RingTone(true)));
-        let (_, effects) = apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: room(),
-                peers: vec![bob_peer()],
-            },
-        );
+        let effects = join_with_bob(&mut view);
         assert!(effects.contains(&Effect::RingTone(false)));
         assert_eq!(view.call.as_ref().unwrap().conversation, "bob");
         assert!(view.invites.is_empty());
@@ -522,21 +518,8 @@ mod tests {
     #[test]
     fn the_other_side_hanging_up_a_one_to_one_call_ends_ours() {
         let mut view = View::default();
-        apply(
-            &mut view,
-            &CallEvent::Ringing {
-                room: room(),
-                to: bob(),
-                media: MediaKind::Video,
-            },
-        );
-        apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: room(),
-                peers: vec![bob_peer()],
-            },
-        );
+        ring_bob(&mut view, MediaKind::Video);
+        join_with_bob(&mut view);
         let (_, effects) = apply(
             &mut view,
             &CallEvent::PeerLeft {

@@ -8,9 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use kith_e2e::desktop::{
-    AttrAtLeast, Desktop, Present, add_contact, attr_number, click, open, sign_up, wait_for,
-};
+use kith_e2e::desktop::{Desktop, add_contact, attr_number, click, open, sign_up, video_call};
 use kith_e2e::*;
 
 const WARM_UP: Duration = Duration::from_secs(4);
@@ -109,21 +107,7 @@ async fn app_call() -> AppRun {
         .flag("--ice-loopback")
         .spawn(&desktop.server_url(), "bot");
     bot.wait_for_line("signaling_connected", PATIENCE);
-    wait_for(
-        &client,
-        "li.contact.online[data-user='bot']",
-        "bot online",
-        Present,
-    )
-    .await;
-    click(&client, "li.contact[data-user='bot'] .call-video").await;
-    let tile = wait_for(
-        &client,
-        "#grid .tile",
-        "the remote tile",
-        AttrAtLeast("data-painted", 10),
-    )
-    .await;
+    let tile = video_call(&client, "bot", 10).await;
     tokio::time::sleep(WARM_UP).await;
     let pid = app_pid();
     let renderer = tile

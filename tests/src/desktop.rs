@@ -331,6 +331,22 @@ pub async fn add_contact(client: &Client, user: &str, name: &str) {
     click(client, "#add-contact-button").await;
 }
 
+/// Waits until `user` shows online, calls them with video, and returns their
+/// tile once it has painted `frames` frames.
+pub async fn video_call(client: &Client, user: &str, frames: u64) -> Element {
+    let online = format!("li.contact.online[data-user='{user}']");
+    wait_for(client, &online, "the contact online", Present).await;
+    click(client, &format!("{online} .call-video")).await;
+    let tile = format!("#grid .tile[data-user='{user}']");
+    wait_for(
+        client,
+        &tile,
+        "the remote tile",
+        AttrAtLeast("data-painted", frames),
+    )
+    .await
+}
+
 /// A numeric data attribute of `element` (`NaN` when absent).
 pub async fn attr_number(element: &Element, name: &str) -> f64 {
     element

@@ -11,7 +11,7 @@ use fantoccini::Locator;
 use fantoccini::elements::Element;
 use kith_e2e::desktop::{
     AttrAtLeast, AttrIs, Desktop, HasText, Present, Shown, add_contact, click, open, pixels,
-    sign_up, type_into, wait_for,
+    sign_up, type_into, video_call, wait_for,
 };
 use kith_e2e::{PATIENCE, Process, Scratch, kith_cli};
 
@@ -112,21 +112,7 @@ async fn the_desktop_app_calls_chats_and_remembers() {
     // The bot comes online: presence turns live; call it with video.
     let mut answering = bot(&desktop, &["answer", "--chat", "1", "--duration", "40"]);
     answering.wait_for_line("signaling_connected", PATIENCE);
-    wait_for(
-        &client,
-        "li.contact.online[data-user='bot']",
-        "bot online",
-        Shown,
-    )
-    .await;
-    click(&client, "li.contact[data-user='bot'] .call-video").await;
-    let tile = wait_for(
-        &client,
-        "#grid .tile",
-        "the remote tile",
-        AttrAtLeast("data-painted", 30),
-    )
-    .await;
+    let tile = video_call(&client, "bot", 30).await;
     let renderer = tile
         .attr("data-renderer")
         .await
@@ -229,21 +215,11 @@ async fn the_desktop_app_calls_chats_and_remembers() {
     click(&client, "#settings-save").await;
     let mut answering = bot(&desktop, &["answer", "--duration", "40"]);
     answering.wait_for_line("signaling_connected", PATIENCE);
-    wait_for(
-        &client,
-        "li.contact.online[data-user='bot']",
-        "bot online again",
-        Present,
-    )
-    .await;
-    click(&client, "li.contact[data-user='bot'] .call-video").await;
-    let tile = wait_for(
-        &client,
-        "#grid .tile[data-renderer='canvas']",
-        "a canvas tile",
-        AttrAtLeast("data-painted", 10),
-    )
-    .await;
+    let tile = video_call(&client, "bot", 10).await;
+    assert_eq!(
+        tile.attr("data-renderer").await.unwrap().as_deref(),
+        Some("canvas")
+    );
     assert_video_moves(&desktop, &tile).await;
     click(&client, "#hang-up").await;
     answering.wait_for_line("peer_left", PATIENCE);
