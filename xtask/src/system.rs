@@ -36,8 +36,8 @@ const BUILD: &[&str] = &[
 /// Needed only by tests and benchmarks: a real TURN server, and PulseAudio
 /// for audio devices (null sinks) on machines without sound hardware, and
 /// iproute2 and nftables for the network namespaces (and their loss) of
-/// the network tests; a virtual display, WebKit's WebDriver and a D-Bus
-/// session for the desktop window's tests.
+/// the network tests; a virtual display, WebKit's WebDriver, a D-Bus
+/// session, Mesa and ImageMagick for the desktop window's tests.
 const TEST: &[&str] = &[
     "coturn",
     "pulseaudio",
@@ -47,6 +47,10 @@ const TEST: &[&str] = &[
     "xvfb",
     "webkit2gtk-driver",
     "dbus-daemon",
+    // WebGL under Xvfb (Mesa's software rasterizer), and the screenshots
+    // (ImageMagick's `import`) the window test checks the video on.
+    "libgl1-mesa-dri",
+    "imagemagick",
 ];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {
