@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 use kith_e2e::desktop::{Desktop, add_contact, attr_number, click, open, sign_up, video_call};
 use kith_e2e::*;
 
+/// The bot's (and kith-cli's) codec: `KITH_BENCH_CODEC`, AV1 by default.
+fn codec() -> String {
+    std::env::var("KITH_BENCH_CODEC").unwrap_or_else(|_| "AV1".into())
+}
+
 const WARM_UP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(15);
 
@@ -102,7 +107,7 @@ async fn app_call() -> AppRun {
     add_contact(&client, "bot", "Bot").await;
     let seconds = (WARM_UP + WINDOW).as_secs() + 10;
     let mut bot = Args::new(&["answer"])
-        .media("AV1", 1280, 720, 30)
+        .media(&codec(), 1280, 720, 30)
         .opt("--duration", seconds)
         .flag("--ice-loopback")
         .spawn(&desktop.server_url(), "bot");
@@ -156,7 +161,7 @@ fn cli_call() -> (f64, f64) {
         .iter()
         .map(|user| {
             Args::new(&["join", "bench"])
-                .media("AV1", 1280, 720, 30)
+                .media(&codec(), 1280, 720, 30)
                 .opt("--duration", seconds)
                 .flag("--ice-loopback")
                 .path("--report", &scratch.path(&format!("{user}.json")))
@@ -180,7 +185,8 @@ async fn main() {
     let (cli_p50, cli_p95) = tokio::task::spawn_blocking(cli_call).await.unwrap();
     println!();
     println!(
-        "| 1:1 720p30 AV1, {} s window | app (window, {}) | kith-cli | app − kith-cli |",
+        "| 1:1 720p30 {}, {} s window | app (window, {}) | kith-cli | app − kith-cli |",
+        codec(),
         WINDOW.as_secs(),
         app.renderer
     );
