@@ -163,7 +163,8 @@ async fn bundled_server(settings: &Settings) -> AppResult<(String, Option<Server
     };
     match Server::start(config).await {
         Ok(server) => {
-            let url = format!("ws://{loopback}/ws");
+            // The bound port (the setting may be 0: any free one).
+            let url = format!("ws://127.0.0.1:{}/ws", server.local_addr().port());
             info!(%listen, "bundled signaling server started");
             Ok((url, Some(server)))
         }
@@ -198,4 +199,47 @@ async fn serves_kith(addr: SocketAddr) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn on_port(port: u16) -> Settings {
+        Settings {
+            listen_port: port,
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_port_that_already_serves_kith_is_used_not_fought_over() {
+        let (url, first) = bundled_server(&on_port(0)).await.unwrap();
+        let first = first.expect("the first start runs its own server");
+        let port = first.local_addr().port();
+        let (url_again, second) = bundled_server(&on_port(port)).await.unwrap();
+        assert!(
+            second.is_none(),
+            "the second start uses the first one's server"
+        );
+        assert_eq!(url_again, format!("ws://127.0.0.1:{port}/ws"));
+        assert_eq!(url, url_again);
+        first.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_port_held_by_something_else_is_a_clear_error() {
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = other.local_addr().unwrap().port();
+        // Accept and say nothing: not a Kith server.
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = other.accept().await {
+                drop(socket);
+            }
+        });
+        let error = bundled_server(&on_port(port)).await.unwrap_err();
+        assert!(matches!(error, AppError::Server(_)), "{error}");
+        assert!(error.to_string().contains("choose another port"), "{error}");
+    }
 }
