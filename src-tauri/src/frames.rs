@@ -214,22 +214,6 @@ async fn find_stream(calls: &watch::Receiver<Option<Call>>, stream: &str) -> Opt
     }
 }
 
-/// When the frame was captured, µs since the Unix epoch: from its latency
-/// strip when it carries one (decoded frames keep no capture time of their
-/// own), else the frame's own stamp.
-fn capture_us(frame: &VideoFrame) -> u64 {
-    let Some(low_ms) = kith_media::video::latency_strip::read(frame) else {
-        return frame.capture_us;
-    };
-    // The strip holds the time mod 2^32 ms; take the nearest such time to now.
-    let now_ms = kith_media::frame::now_us() / 1000;
-    let mut ms = (now_ms & !0xFFFF_FFFF) | u64::from(low_ms);
-    if ms > now_ms + (1 << 31) {
-        ms = ms.saturating_sub(1 << 32);
-    }
-    ms * 1000
-}
-
 fn encode(frame: &VideoFrame, skipped: u64, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(HEADER_BYTES + frame.data.len());
@@ -240,7 +224,7 @@ fn encode(frame: &VideoFrame, skipped: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&frame.width.to_le_bytes());
     out.extend_from_slice(&chroma_width.to_le_bytes());
     out.extend_from_slice(&u32::try_from(skipped).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&capture_us(frame).to_le_bytes());
+    out.extend_from_slice(&frame.capture_us.to_le_bytes());
     out.extend_from_slice(&frame.data);
 }
 
@@ -279,26 +263,6 @@ mod tests {
             frame.capture_us
         );
         assert_eq!(out.len(), HEADER_BYTES + 15 + 2 * 3 * 2);
-    }
-
-    #[test]
-    fn the_capture_time_comes_from_the_latency_strip() {
-        let mut frame = VideoFrame {
-            width: 640,
-            height: 360,
-            data: vec![128; VideoFrame::byte_len(640, 360)],
-            capture_us: 0,
-        };
-        let captured_ms = kith_media::frame::now_us() / 1000 - 80;
-        kith_media::video::latency_strip::stamp(&mut frame, captured_ms);
-        assert_eq!(capture_us(&frame), captured_ms * 1000);
-        let unstamped = VideoFrame {
-            capture_us: 42,
-            ..frame.clone()
-        };
-        let mut blank = unstamped.clone();
-        blank.data.fill(128);
-        assert_eq!(capture_us(&blank), 42, "no strip: the frame's own time");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use kith_media::codec::factory;
 use kith_media::codec::{AudioCodec, VideoCodec};
-use kith_media::frame::{AudioFrame, Channels};
+use kith_media::frame::{AudioFrame, Channels, VideoFrame};
 use kith_media::video::latency_strip;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::av1::Av1Depacketizer;
@@ -212,14 +212,9 @@ fn run_video_decoder(
             DecoderInput::Frame(data) => data,
         };
         match decoder.decode(&data, 0) {
-            Ok(Some(frame)) => {
+            Ok(Some(mut frame)) => {
                 need_keyframe = false;
-                let now_ms = kith_media::frame::now_us() / 1000;
-                let latency = latency_strip::read(&frame)
-                    .map(|stamped| latency_strip::latency_ms(stamped, now_ms));
-                // A strip that decodes to a time far off is not ours (any
-                // other source): no latency sample.
-                let latency = latency.filter(|ms| *ms < 60_000);
+                let latency = stamp_capture_time(&mut frame, kith_media::frame::now_us());
                 counters.frame_decoded(latency);
                 if let Some(gap) = freezes.frame(Instant::now()) {
                     counters.freezes.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +237,20 @@ fn run_video_decoder(
             }
         }
     }
+}
+
+/// Reads the latency strip of a decoded frame: returns glass-to-glass so
+/// far, and sets the frame's capture time from it (a decoder knows none), so
+/// every sink, the app's frame socket among them, sees when it was taken.
+fn stamp_capture_time(frame: &mut VideoFrame, now_us: u64) -> Option<u32> {
+    let now_ms = now_us / 1000;
+    let latency = latency_strip::read(frame)
+        .map(|stamped| latency_strip::latency_ms(stamped, now_ms))
+        // A strip that decodes to a time far off is not ours (any other
+        // source): no latency sample.
+        .filter(|ms| *ms < 60_000)?;
+    frame.capture_us = now_ms.saturating_sub(u64::from(latency)) * 1000;
+    Some(latency)
 }
 
 // ---------------------------------------------------------------- audio
@@ -312,5 +321,32 @@ pub async fn receive_audio(
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capture_time_comes_from_the_latency_strip() {
+        let mut frame = VideoFrame {
+            width: 640,
+            height: 360,
+            data: vec![128; VideoFrame::byte_len(640, 360)],
+            capture_us: 0,
+        };
+        let now_us = kith_media::frame::now_us();
+        let captured_ms = now_us / 1000 - 80;
+        latency_strip::stamp(&mut frame, captured_ms);
+        assert_eq!(stamp_capture_time(&mut frame, now_us), Some(80));
+        assert_eq!(frame.capture_us, captured_ms * 1000);
+        let mut blank = VideoFrame {
+            data: vec![128; VideoFrame::byte_len(640, 360)],
+            capture_us: 42,
+            ..frame
+        };
+        assert_eq!(stamp_capture_time(&mut blank, now_us), None);
+        assert_eq!(blank.capture_us, 42, "no strip: the frame's own time");
     }
 }
