@@ -31,8 +31,8 @@ pub struct Engine {
 
 impl Engine {
     pub async fn start(profile: &Profile, settings: &Settings) -> AppResult<(Engine, CallEvents)> {
-        let user = UserId::new(&profile.user).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let name = DisplayName::new(&profile.name).map_err(|e| AppError::Invalid(e.to_string()))?;
+        let user = UserId::new(&profile.user)?;
+        let name = DisplayName::new(&profile.name)?;
         let (server_url, server) = match &settings.server_url {
             Some(url) => (url.clone(), None),
             None => bundled_server(settings).await?,

@@ -19,6 +19,13 @@ pub enum AppError {
     Server(String),
 }
 
+/// A user id, name or room the user typed that the protocol does not allow.
+impl From<kith_proto::FieldError> for AppError {
+    fn from(error: kith_proto::FieldError) -> Self {
+        AppError::Invalid(error.to_string())
+    }
+}
+
 impl AppError {
     fn kind(&self) -> &'static str {
         match self {

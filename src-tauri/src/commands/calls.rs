@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use kith_call::Call;
 use kith_proto::{InviteAnswer, MediaKind, RoomId, UserId};
 use kith_store::CallRecord;
 use tauri::{AppHandle, State};
@@ -12,7 +13,14 @@ use crate::state::AppState;
 const RING_PATIENCE: Duration = Duration::from_secs(45);
 
 fn room_id(room: &str) -> AppResult<RoomId> {
-    RoomId::new(room.trim()).map_err(|e| AppError::Invalid(e.to_string()))
+    Ok(RoomId::new(room.trim())?)
+}
+
+/// Opens or closes the camera and shows it.
+async fn set_camera(app: &AppHandle, state: &AppState, call: &Call, on: bool) -> AppResult<()> {
+    call.set_camera_enabled(on).await?;
+    state.update_view(app, |view| view.camera_on = on);
+    Ok(())
 }
 
 #[tauri::command]
@@ -22,10 +30,9 @@ pub async fn call_ring(
     user: String,
     media: MediaKind,
 ) -> AppResult<String> {
-    let to = UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let to = UserId::new(user.trim())?;
     let call = state.call()?;
-    call.set_camera_enabled(media == MediaKind::Video).await?;
-    state.update_view(&app, |view| view.camera_on = media == MediaKind::Video);
+    set_camera(&app, &state, &call, media == MediaKind::Video).await?;
     Ok(call.ring(to, media, RING_PATIENCE).await?.as_str().into())
 }
 
@@ -47,8 +54,8 @@ pub async fn call_group(
     }
     let callees = users
         .iter()
-        .map(|user| UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string())))
-        .collect::<AppResult<Vec<_>>>()?;
+        .map(|user| UserId::new(user.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
     // Room ids have at most 64 characters.
     let me: String = state
         .profile()
@@ -60,8 +67,7 @@ pub async fn call_group(
     let suffix: u32 = rand::random();
     let room = room_id(&format!("group-{me}-{suffix:08x}"))?;
     let call = state.call()?;
-    call.set_camera_enabled(media == MediaKind::Video).await?;
-    state.update_view(&app, |view| view.camera_on = media == MediaKind::Video);
+    set_camera(&app, &state, &call, media == MediaKind::Video).await?;
     call.join(room.clone()).await?;
     for to in callees {
         call.ring_into(room.clone(), to, media, RING_PATIENCE)
@@ -96,8 +102,7 @@ pub async fn call_answer(
             .iter()
             .find(|invite| invite.room == room.as_str())
             .is_none_or(|invite| invite.media == MediaKind::Video);
-        call.set_camera_enabled(video).await?;
-        state.update_view(&app, |view| view.camera_on = video);
+        set_camera(&app, &state, &call, video).await?;
     }
     call.answer(room.clone(), answer).await?;
     if answer != InviteAnswer::Accept {
@@ -116,8 +121,7 @@ pub async fn call_join_room(
     room: String,
 ) -> AppResult<()> {
     let call = state.call()?;
-    call.set_camera_enabled(true).await?;
-    state.update_view(&app, |view| view.camera_on = true);
+    set_camera(&app, &state, &call, true).await?;
     Ok(call.join(room_id(&room)?).await?)
 }
 
@@ -169,9 +173,7 @@ pub async fn call_set_camera(
     state: State<'_, AppState>,
     on: bool,
 ) -> AppResult<()> {
-    state.call()?.set_camera_enabled(on).await?;
-    state.update_view(&app, |view| view.camera_on = on);
-    Ok(())
+    set_camera(&app, &state, &state.call()?, on).await
 }
 
 #[tauri::command]

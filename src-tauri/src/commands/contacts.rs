@@ -2,15 +2,15 @@ use kith_proto::{DisplayName, UserId};
 use kith_store::Contact;
 use tauri::State;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 
 fn checked(user: &str, name: &str) -> AppResult<(UserId, DisplayName)> {
-    let user = UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let user = UserId::new(user.trim())?;
     let name = if name.trim().is_empty() {
         DisplayName::from(&user)
     } else {
-        DisplayName::new(name.trim()).map_err(|e| AppError::Invalid(e.to_string()))?
+        DisplayName::new(name.trim())?
     };
     Ok((user, name))
 }

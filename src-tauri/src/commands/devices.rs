@@ -16,6 +16,16 @@ pub struct Device {
     pub label: String,
 }
 
+impl Device {
+    /// One of the choices that is not a device (test sources, none, default).
+    fn fixed(id: &str, label: &str) -> Self {
+        Device {
+            id: id.into(),
+            label: label.into(),
+        }
+    }
+}
+
 #[derive(ts_rs::TS, Debug, Clone, Serialize, Default)]
 pub struct Devices {
     pub cameras: Vec<Device>,
@@ -44,36 +54,24 @@ fn list() -> Devices {
             })),
         Err(error) => devices.problems.push(format!("cameras: {error}")),
     }
-    devices.cameras.push(Device {
-        id: "synthetic".into(),
-        label: "Test pattern".into(),
-    });
-    devices.cameras.push(Device {
-        id: "none".into(),
-        label: "No video".into(),
-    });
+    devices
+        .cameras
+        .push(Device::fixed("synthetic", "Test pattern"));
+    devices.cameras.push(Device::fixed("none", "No video"));
     match kith_media::audio_io::input_devices() {
         Ok(inputs) if !inputs.is_empty() => {
-            devices.microphones.push(Device {
-                id: "mic".into(),
-                label: "Default microphone".into(),
-            });
+            devices
+                .microphones
+                .push(Device::fixed("mic", "Default microphone"));
         }
         Ok(_) => devices.problems.push("no microphone found".into()),
         Err(error) => devices.problems.push(format!("microphones: {error}")),
     }
-    devices.microphones.push(Device {
-        id: "tone".into(),
-        label: "Test tone".into(),
-    });
-    devices.microphones.push(Device {
-        id: "none".into(),
-        label: "No audio".into(),
-    });
-    devices.speakers.push(Device {
-        id: "default".into(),
-        label: "System default".into(),
-    });
+    devices.microphones.push(Device::fixed("tone", "Test tone"));
+    devices.microphones.push(Device::fixed("none", "No audio"));
+    devices
+        .speakers
+        .push(Device::fixed("default", "System default"));
     match kith_media::audio_io::output_devices() {
         Ok(outputs) => devices
             .speakers

@@ -1,7 +1,7 @@
 use kith_proto::{DisplayName, UserId};
 use tauri::{AppHandle, State};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::settings::{PROFILE_KEY, Profile};
 use crate::state::AppState;
 use crate::view::View;
@@ -20,8 +20,8 @@ pub async fn profile_save(
     user: String,
     name: String,
 ) -> AppResult<View> {
-    let user = UserId::new(user.trim()).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let name = DisplayName::new(name.trim()).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let user = UserId::new(user.trim())?;
+    let name = DisplayName::new(name.trim())?;
     let profile = Profile {
         user: user.as_str().into(),
         name: name.as_str().into(),
