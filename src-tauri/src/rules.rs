@@ -445,14 +445,20 @@ mod tests {
     }
 
     fn join_with_bob(view: &mut View) -> Vec<Effect> {
-        apply(
-            view,
-            &CallEvent::Joined {
-                room: room(),
-                peers: vec![bob_peer()],
-            },
-        )
-        .1
+        joined(view, room(), vec![bob_peer()])
+    }
+
+    fn joined(view: &mut View, room: RoomId, peers: Vec<PeerInfo>) -> Vec<Effect> {
+        apply(view, &CallEvent::Joined { room, peers }).1
+    }
+
+    fn bob_left(view: &mut View) -> Vec<Effect> {
+        let left = CallEvent::PeerLeft {
+            session: bob_peer().session,
+            user: bob(),
+            reason: LeaveReason::Left,
+        };
+        apply(view, &left).1
     }
 
     #[test]
@@ -520,14 +526,7 @@ mod tests {
         let mut view = View::default();
         ring_bob(&mut view, MediaKind::Video);
         join_with_bob(&mut view);
-        let (_, effects) = apply(
-            &mut view,
-            &CallEvent::PeerLeft {
-                session: bob_peer().session,
-                user: bob(),
-                reason: LeaveReason::Left,
-            },
-        );
+        let effects = bob_left(&mut view);
         assert_eq!(
             effects,
             vec![Effect::Leave {
@@ -541,22 +540,9 @@ mod tests {
     fn a_group_room_stays_when_everyone_else_leaves() {
         let mut view = View::default();
         let group = RoomId::new("team").unwrap();
-        apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: group.clone(),
-                peers: vec![bob_peer()],
-            },
-        );
+        joined(&mut view, group.clone(), vec![bob_peer()]);
         assert_eq!(view.call.as_ref().unwrap().conversation, "room:team");
-        let (_, effects) = apply(
-            &mut view,
-            &CallEvent::PeerLeft {
-                session: bob_peer().session,
-                user: bob(),
-                reason: LeaveReason::Left,
-            },
-        );
+        let effects = bob_left(&mut view);
         assert!(effects.is_empty());
         assert!(view.call.is_some());
     }
@@ -564,13 +550,7 @@ mod tests {
     #[test]
     fn chat_lands_in_the_call_conversation_and_invites_are_bounded() {
         let mut view = View::default();
-        apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: RoomId::new("team").unwrap(),
-                peers: vec![],
-            },
-        );
+        joined(&mut view, RoomId::new("team").unwrap(), vec![]);
         let message = ChatMessage {
             id: "m1".into(),
             from: bob(),
@@ -599,13 +579,7 @@ mod tests {
     fn a_group_call_keys_chat_by_room_and_drops_each_ring_as_it_ends() {
         let mut view = View::default();
         let group = RoomId::new("group-a-1").unwrap();
-        apply(
-            &mut view,
-            &CallEvent::Joined {
-                room: group.clone(),
-                peers: vec![],
-            },
-        );
+        joined(&mut view, group.clone(), vec![]);
         let carol = UserId::new("carol").unwrap();
         for to in [bob(), carol.clone()] {
             apply(

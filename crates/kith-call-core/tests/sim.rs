@@ -353,24 +353,35 @@ fn leaving_closes_the_connection_on_both_sides() {
 // ---------------------------------------------------------------- invites
 
 fn ringing() -> Net {
-    let mut net = Net::new();
-    net.add("alice");
-    net.add("bob");
-    net.settle();
-    net
+    signed_in(&["alice", "bob"])
 }
 
 fn ring(net: &mut Net, patience: Duration) {
+    ring_into(net, "bob", MediaKind::Video, patience);
+}
+
+/// Alice rings `callee` into `call-1`.
+fn ring_into(net: &mut Net, callee: &str, media: MediaKind, patience: Duration) {
     net.command(
         "alice",
         Command::Ring {
             room: room("call-1"),
-            to: user("bob"),
-            media: MediaKind::Video,
+            to: user(callee),
+            media,
             patience,
         },
     )
     .unwrap();
+}
+
+/// These users signed in; no call yet.
+fn signed_in(names: &[&str]) -> Net {
+    let mut net = Net::new();
+    for name in names {
+        net.add(name);
+    }
+    net.settle();
+    net
 }
 
 /// `name` answers the invite ringing for `call-1`.
@@ -416,23 +427,10 @@ fn an_accepted_invite_joins_both_and_connects() {
 
 #[test]
 fn a_group_call_rings_several_into_one_room_and_meshes() {
-    let mut net = Net::new();
-    for name in ["alice", "bob", "carol"] {
-        net.add(name);
-    }
-    net.settle();
+    let mut net = signed_in(&["alice", "bob", "carol"]);
     net.command("alice", Command::Join(room("call-1"))).unwrap();
     for callee in ["bob", "carol"] {
-        net.command(
-            "alice",
-            Command::Ring {
-                room: room("call-1"),
-                to: user(callee),
-                media: MediaKind::Video,
-                patience: 30 * SECOND,
-            },
-        )
-        .unwrap();
+        ring_into(&mut net, callee, MediaKind::Video, 30 * SECOND);
     }
     net.settle();
     // Both ring at once: the second ring did not replace the first.
@@ -455,22 +453,9 @@ fn a_group_call_rings_several_into_one_room_and_meshes() {
 
 #[test]
 fn cancelling_a_group_ring_stops_every_invite_of_the_room() {
-    let mut net = Net::new();
-    for name in ["alice", "bob", "carol"] {
-        net.add(name);
-    }
-    net.settle();
+    let mut net = signed_in(&["alice", "bob", "carol"]);
     for callee in ["bob", "carol"] {
-        net.command(
-            "alice",
-            Command::Ring {
-                room: room("call-1"),
-                to: user(callee),
-                media: MediaKind::Audio,
-                patience: 30 * SECOND,
-            },
-        )
-        .unwrap();
+        ring_into(&mut net, callee, MediaKind::Audio, 30 * SECOND);
     }
     net.settle();
     net.command("alice", Command::CancelRing(room("call-1")))
