@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -25,6 +25,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .route("/client/{file}", get(client_file))
         .with_state(shared)
 }
 
@@ -106,6 +107,77 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+/// The browser client, bundled into the binary: no build step, no CDN.
+const CLIENT_FILES: &[(&str, &str, &str)] = &[
+    ("main.js", JAVASCRIPT, include_str!("web/main.js")),
+    ("signaling.js", JAVASCRIPT, include_str!("web/signaling.js")),
+    ("peer.js", JAVASCRIPT, include_str!("web/peer.js")),
+    ("chat.js", JAVASCRIPT, include_str!("web/chat.js")),
+    ("media.js", JAVASCRIPT, include_str!("web/media.js")),
+    ("strip.js", JAVASCRIPT, include_str!("web/strip.js")),
+    ("stats.js", JAVASCRIPT, include_str!("web/stats.js")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("web/style.css"),
+    ),
+];
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// Only this origin's scripts and styles; WebSocket to any signaling server
+/// (the page may be pointed at another one with `?server=`).
+const CLIENT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    connect-src 'self' ws: wss:; img-src 'self' data: blob:; media-src 'self' blob:; \
+    object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_SECURITY_POLICY, CLIENT_CSP)],
+        Html(include_str!("web/index.html")),
+    )
+}
+
+async fn client_file(Path(file): Path<String>) -> Response {
+    match CLIENT_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CONTENT_SECURITY_POLICY, CLIENT_CSP),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CLIENT_FILES;
+
+    /// Every module the page imports is served: a missing one would break
+    /// the page in the browser and nowhere else.
+    #[test]
+    fn every_imported_client_module_is_served() {
+        let index = include_str!("web/index.html");
+        let mut wanted: Vec<String> = index
+            .split(['"', '\''])
+            .filter_map(|part| part.strip_prefix("/client/"))
+            .map(str::to_owned)
+            .collect();
+        for (_, _, body) in CLIENT_FILES {
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let module = line.rsplit(['"', '\'']).nth(1).unwrap_or_default();
+                wanted.push(module.trim_start_matches("./").to_owned());
+            }
+        }
+        assert!(wanted.len() > 3, "{wanted:?}");
+        for file in wanted {
+            assert!(
+                CLIENT_FILES.iter().any(|(name, _, _)| *name == file),
+                "{file} is imported but not served"
+            );
+        }
+    }
 }

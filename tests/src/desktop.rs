@@ -25,7 +25,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn spawn(name: &'static str, command: &mut Command) -> Self {
+    pub(crate) fn spawn(name: &'static str, command: &mut Command) -> Self {
         let child = command
             .process_group(0)
             .stdin(Stdio::null())
@@ -66,7 +66,7 @@ impl Drop for Group {
     }
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !ready() {
         assert!(
@@ -195,7 +195,7 @@ fn tauri_driver() -> PathBuf {
     }
 }
 
-fn http_ok(port: u16, path: &str) -> bool {
+pub(crate) fn http_ok(port: u16, path: &str) -> bool {
     use std::io::{Read as _, Write as _};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod desktop;
 
 /// How long anything may take before a test gives up (generous: CI is a
@@ -224,6 +225,11 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// The browser client's page, with `query` (`room=r1&user=web`...).
+    pub fn page(&self, query: &str) -> String {
+        format!("http://127.0.0.1:{}/?{query}", self.port)
     }
 }
 

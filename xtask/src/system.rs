@@ -37,7 +37,8 @@ const BUILD: &[&str] = &[
 /// for audio devices (null sinks) on machines without sound hardware, and
 /// iproute2 and nftables for the network namespaces (and their loss) of
 /// the network tests; a virtual display, WebKit's WebDriver, a D-Bus
-/// session, Mesa and ImageMagick for the desktop window's tests.
+/// session, Mesa and ImageMagick for the desktop window's tests; Chromium
+/// for the browser tests.
 const TEST: &[&str] = &[
     "coturn",
     "pulseaudio",
@@ -51,6 +52,10 @@ const TEST: &[&str] = &[
     // (ImageMagick's `import`) the window test checks the video on.
     "libgl1-mesa-dri",
     "imagemagick",
+    // Debian's Chromium and its WebDriver: the browser-interop tests call
+    // kith-cli from the signaling server's browser client.
+    "chromium",
+    "chromium-driver",
 ];
 
 fn wanted(purpose: Purpose) -> Vec<&'static str> {

@@ -7,3 +7,4 @@ pub mod receive;
 pub mod send;
 pub mod sinks;
 pub mod sources;
+pub mod vp9_rtp;

@@ -18,7 +18,6 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp::codec::av1::Av1Depacketizer;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
-use rtc::rtp::codec::vp9::Vp9Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -27,6 +26,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use crate::counters::{FreezeDetector, ReceiveCounters};
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::sinks::{AudioLevel, VideoSink};
+use crate::media::vp9_rtp::Vp9Depacketizer;
 
 /// Where RTCP that arrives on a remote track goes (webrtc-rs may route
 /// feedback about our own streams here).
@@ -90,7 +90,7 @@ pub async fn receive_video(
         VideoCodec::Vp9 => {
             pump_video(
                 track,
-                Vp9Packet::default(),
+                Vp9Depacketizer,
                 media_ssrc,
                 frames_tx,
                 &mut pli_rx,

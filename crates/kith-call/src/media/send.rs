@@ -29,6 +29,7 @@ use crate::codecs::{audio_rtp_codec, video_rtp_codec};
 use crate::error::CallError;
 use crate::media::sinks::{AudioLevel, LatestFrame, VideoSink};
 use crate::media::sources::{AudioSourceSpec, VideoSourceSpec};
+use crate::media::vp9_rtp::Vp9Payloader;
 
 /// RTP payload bytes per packet: 1200-byte packets leave room for the RTP
 /// header, header extensions (TWCC, MID) and the SRTP tag on any path MTU.
@@ -477,17 +478,32 @@ fn packetize_video(
     units: UnitSender,
     counters: Arc<SendCounters>,
 ) {
-    let mut payloader = match video_rtp_codec(codec).payloader() {
-        Ok(payloader) => payloader,
-        Err(err) => {
-            warn!(%err, codec = codec.sdp_name(), "no RTP payloader");
-            return;
-        }
+    // VP9 gets our own payloader (see `vp9_rtp`); the others webrtc-rs's.
+    let mut vp9 = Vp9Payloader::default();
+    let mut payloader = match codec {
+        VideoCodec::Vp9 => None,
+        _ => match video_rtp_codec(codec).payloader() {
+            Ok(payloader) => Some(payloader),
+            Err(err) => {
+                warn!(%err, codec = codec.sdp_name(), "no RTP payloader");
+                return;
+            }
+        },
     };
     for event in encoded {
         match event {
             EncoderEvent::Frame(frame) => {
-                let payloads = match payloader.payload(PAYLOAD_MTU, &frame.data) {
+                let payloaded = match &mut payloader {
+                    Some(payloader) => payloader.payload(PAYLOAD_MTU, &frame.data),
+                    None => Ok(vp9.payload(
+                        PAYLOAD_MTU,
+                        &frame.data,
+                        frame.keyframe,
+                        frame.width,
+                        frame.height,
+                    )),
+                };
+                let payloads = match payloaded {
                     Ok(payloads) if !payloads.is_empty() => payloads,
                     Ok(_) => continue,
                     Err(err) => {
@@ -733,10 +749,8 @@ struct RunningAudioEncoder {
     encoder: Box<dyn AudioEncoder>,
     units: UnitSender,
     clock_per_frame: u32,
-    /// RTP time of the next 10 ms frame fed in.
+    /// RTP time of the end of the last 10 ms frame fed in.
     clock: u32,
-    /// RTP time of the first frame in the packet being collected.
-    packet_start: u32,
     payloader: Box<dyn Payloader>,
 }
 
@@ -785,7 +799,6 @@ fn run_audio_source(
                                     units,
                                     clock_per_frame: rtp_codec.clock_rate / 100,
                                     clock: start,
-                                    packet_start: start,
                                     payloader,
                                 },
                             ));
@@ -868,20 +881,24 @@ fn run_audio_source(
                             continue;
                         }
                     };
+                    // The packet ends with this frame. Counted back from
+                    // here, not from the previous packet: after a DTX gap
+                    // that one is long gone, and a timestamp from before the
+                    // gap makes the receiver think this packet came late
+                    // (Chromium's jitter buffer grew to 350 ms on that).
+                    let frames = running.encoder.frames_per_packet();
                     let unit = MediaUnit {
                         payloads,
-                        rtp_timestamp: running.packet_start,
+                        rtp_timestamp: running
+                            .clock
+                            .wrapping_sub(frames.wrapping_mul(running.clock_per_frame)),
                         keyframe: false,
                     };
-                    running.packet_start = running.clock;
                     counters.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
                     let _ = running.units.send(Arc::new(unit));
                 }
                 Ok(None) => {}
-                Err(err) => {
-                    debug!(%err, "audio encode failed");
-                    running.packet_start = running.clock;
-                }
+                Err(err) => debug!(%err, "audio encode failed"),
             }
         }
     }
@@ -1058,14 +1075,58 @@ mod tests {
         source: AudioSourceSpec,
         processor: Option<AudioProcessor>,
     ) -> (AudioSend, UnitReceiver) {
+        audio_in(AudioCodec::Pcmu, source, processor)
+    }
+
+    fn audio_in(
+        codec: AudioCodec,
+        source: AudioSourceSpec,
+        processor: Option<AudioProcessor>,
+    ) -> (AudioSend, UnitReceiver) {
         let audio = match AudioSend::start(&source, processor, Arc::new(SendCounters::default())) {
             Ok(Some(audio)) => audio,
             Ok(None) => panic!("no audio source"),
             Err(err) => panic!("audio did not start: {err}"),
         };
         let (units, rx) = broadcast::channel(UNIT_BACKLOG);
-        audio.add_codec(AudioCodec::Pcmu, units);
+        audio.add_codec(codec, units);
         (audio, rx)
+    }
+
+    /// The beeping tone with Opus DTX: packets stop between beeps. Each
+    /// packet's RTP time must still be the time its audio was captured, so
+    /// the first packet of a beep is stamped a gap later than the last of
+    /// the one before, not right after it (a stamp from before the gap made
+    /// Chromium's jitter buffer grow to 350 ms).
+    #[test]
+    fn opus_timestamps_follow_capture_time_across_dtx_gaps() {
+        let (_audio, mut rx) = audio_in(AudioCodec::Opus, AudioSourceSpec::Tone, None);
+        let mut stamps: Vec<(Instant, u32)> = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2500) {
+            match rx.try_recv() {
+                Ok(unit) => stamps.push((Instant::now(), unit.rtp_timestamp)),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        let gaps: Vec<_> = stamps
+            .windows(2)
+            .filter(|pair| pair[1].0 - pair[0].0 > Duration::from_millis(200))
+            .collect();
+        assert!(
+            !gaps.is_empty(),
+            "DTX made no gap in {} packets",
+            stamps.len()
+        );
+        for pair in stamps.windows(2) {
+            let wall_ms = (pair[1].0 - pair[0].0).as_secs_f64() * 1000.0;
+            let rtp_ms = f64::from(pair[1].1.wrapping_sub(pair[0].1)) / 48.0;
+            // Packets are 20 ms; the thread and this loop add jitter.
+            assert!(
+                (wall_ms - rtp_ms).abs() < 60.0,
+                "{rtp_ms} ms of RTP time for {wall_ms:.0} ms of wall time"
+            );
+        }
     }
 
     #[test]

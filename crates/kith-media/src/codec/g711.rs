@@ -310,6 +310,11 @@ impl AudioEncoder for G711Encoder {
         Ok(Some(packet))
     }
 
+    fn frames_per_packet(&self) -> u32 {
+        // A packet is a whole number of 10 ms frames (80 samples each).
+        (self.packet_samples / WIRE_SAMPLES_PER_FRAME) as u32
+    }
+
     /// G.711 has one bitrate; asking for another is not an error, since the
     /// caller's congestion control cannot know that.
     fn set_bitrate(&mut self, _bitrate_bps: u32) -> Result<(), CodecError> {

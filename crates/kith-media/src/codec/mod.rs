@@ -117,6 +117,12 @@ pub trait AudioEncoder: Send {
     /// Encodes one 10 ms frame; `Ok(None)` when the codec is collecting a
     /// longer packet or, with DTX, chose to send nothing.
     fn encode(&mut self, frame: &AudioFrame) -> Result<Option<Bytes>, CodecError>;
+    /// How many 10 ms frames one packet holds. A packet `encode` returns
+    /// ends with the frame just fed in, so its first sample (its RTP time)
+    /// is this many frames back: after a DTX gap the caller cannot count
+    /// that itself, since a suppressed packet and a half-collected one both
+    /// return `Ok(None)`.
+    fn frames_per_packet(&self) -> u32;
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError>;
 }
 

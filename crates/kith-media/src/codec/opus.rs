@@ -267,6 +267,11 @@ impl AudioEncoder for OpusEncoder {
         Ok(Some(Bytes::copy_from_slice(&self.out[..len])))
     }
 
+    fn frames_per_packet(&self) -> u32 {
+        // 1, 2, 4 or 6 frames: never truncated.
+        self.config.packet_duration.frames() as u32
+    }
+
     /// Clamps to the 6–510 kbit/s Opus supports rather than failing, since
     /// the estimate comes from congestion control, not from a user.
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
