@@ -207,3 +207,300 @@ async fn continuous_audio_plays_on_time_in_both_join_orders() {
         );
     }
 }
+
+/// Two browsers and kith-cli in one room. In the same page at the same
+/// time, Chromium's figures for Kith stand beside its figures for another
+/// Chromium: the fairest comparison this machine can make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_of_two_browsers_and_kith() {
+    let scratch = Scratch::new("browser-mesh");
+    let server = Server::start(&[]);
+    let chromium = Chromium::start();
+    let web1 = chromium
+        .open(&server.page(&page_query("web1", "VP8")))
+        .await;
+    web1.wait_until("web1 joined", "window.kith.state === 'in-call'")
+        .await;
+    let web2 = chromium
+        .open(&server.page(&page_query("web2", "VP8")))
+        .await;
+    web2.wait_until("web1 and web2 connected", "window.kith.state === 'in-call'")
+        .await;
+    let report = scratch.path("kith.json");
+    // A continuous tone: Chromium's own senders use no DTX, so Kith's
+    // audio is compared with theirs on the same footing.
+    let wav = format!("wav:{}", continuous_tone(&scratch).display());
+    let kith = kith_args("VP8", &wav, &report)
+        .opt("--expect-peers", 2)
+        .spawn(&server.url(), "kith");
+    let status = wait_exit(kith).await;
+    let seen_by_web1 = left_report(&web1, "kith").await;
+    let seen_by_web2 = left_report(&web2, "kith").await;
+    web1.close().await;
+    web2.close().await;
+    let kith = kith_e2e::report(&report);
+    println!("web1 {seen_by_web1:#}\nweb2 {seen_by_web2:#}\nkith {kith:#}");
+    assert!(status.success(), "kith-cli exited with {status}");
+
+    for (page, this, other) in [
+        (&seen_by_web1, "web1", "web2"),
+        (&seen_by_web2, "web2", "web1"),
+    ] {
+        let from_kith = peer_in(page, "kith");
+        let from_web = peer_in(page, other);
+        let from_this = peer(&kith, this);
+        // Everyone sees everyone.
+        assert!(number(&from_kith["video_in"]["frames_decoded"], "frames") > 100.0);
+        assert!(number(&from_web["video_in"]["frames_decoded"], "frames") > 100.0);
+        let encoded = number(&from_kith["video_out"]["frames_encoded"], "frames encoded");
+        let decoded = number(&from_this["frames_decoded"], "kith's frames decoded");
+        assert!(
+            decoded >= 0.9 * encoded,
+            "Kith decoded {decoded} of the {encoded} frames {this} encoded"
+        );
+        // (The page's own messages went to whoever was there when it sent
+        // them, which may be before Kith joined: not counted here.)
+        assert_eq!(from_kith["chat"]["received"], 5, "{page:#}");
+
+        // Kith's audio is not held back the way the defects did (317-375
+        // ms). In this mesh Chromium still buffers it 30-55 ms longer than
+        // a browser's (left open, see the note).
+        let kith_buffer = number(&from_kith["audio_in"]["jitter_buffer_ms"], "buffer");
+        let web_buffer = number(&from_web["audio_in"]["jitter_buffer_ms"], "buffer");
+        println!("{this}: audio buffered {kith_buffer} ms for Kith, {web_buffer} ms for {other}");
+        assert!(
+            kith_buffer <= MAX_AUDIO_JITTER_BUFFER_MS,
+            "{this} buffers Kith's audio {kith_buffer} ms, {other}'s {web_buffer} ms"
+        );
+        // ...and its video with audio on is shown within 1.5× of a browser's
+        // (plus a frame interval, for a loaded machine's scheduling).
+        let kith_g2g = number(&from_kith["glass_to_glass_ms"]["p50"], "g2g");
+        let web_g2g = number(&from_web["glass_to_glass_ms"]["p50"], "g2g");
+        assert!(
+            kith_g2g <= 1.5 * web_g2g + 33.0,
+            "{this} shows Kith's video {kith_g2g} ms late, {other}'s {web_g2g} ms"
+        );
+    }
+    // kith-cli sends each message to everyone, counted once.
+    assert_eq!(kith["chat"]["acked"], 5, "{kith:#}");
+    assert_eq!(kith["chat"]["received"], 10, "{kith:#}");
+}
+
+/// A page rings kith-cli, which answers; then kith-cli rings a page that
+/// answers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_from_a_browser_to_kith_and_back() {
+    let scratch = Scratch::new("browser-invites");
+    let server = Server::start(&[]);
+    let chromium = Chromium::start();
+    let media = |args: Args| {
+        args.opt("--video", "synthetic")
+            .opt("--audio", "tone")
+            .opt("--codec", "VP8")
+            .opt("--width", SIZE.0)
+            .opt("--height", SIZE.1)
+            .opt("--duration", 6)
+            .flag("--ice-loopback")
+    };
+    let query = |user: &str, extra: &str| {
+        format!(
+            "user={user}&source=synthetic&codec=VP8&width={}&height={}&{extra}",
+            SIZE.0, SIZE.1
+        )
+    };
+
+    // The browser calls.
+    let answered = scratch.path("answered.json");
+    let mut kith = media(Args::new(&["answer"]))
+        .path("--report", &answered)
+        .spawn(&server.url(), "kith");
+    kith.wait_for_line("signaling_connected", PATIENCE);
+    let caller = chromium
+        .open(&server.page(&query("web", "call=kith")))
+        .await;
+    let status = wait_exit(kith).await;
+    let seen = left_report(&caller, "kith").await;
+    caller.close().await;
+    assert!(status.success(), "kith-cli exited with {status}");
+    let kith = report(&answered);
+    assert!(
+        number(&peer(&kith, "web")["frames_decoded"], "frames") > 30.0,
+        "{kith:#}"
+    );
+    assert!(
+        number(
+            &peer_in(&seen, "kith")["video_in"]["frames_decoded"],
+            "frames"
+        ) > 30.0
+    );
+
+    // Kith calls.
+    let callee = chromium
+        .open(&server.page(&query("web2", "answer=accept")))
+        .await;
+    callee
+        .wait_until("web2 online", "window.kith.state === 'online'")
+        .await;
+    let called = scratch.path("called.json");
+    let kith = media(Args::new(&["call", "web2"]))
+        .path("--report", &called)
+        .spawn(&server.url(), "kith");
+    let status = wait_exit(kith).await;
+    let seen = left_report(&callee, "kith").await;
+    callee.close().await;
+    assert!(status.success(), "kith-cli exited with {status}");
+    let kith = report(&called);
+    assert!(
+        number(&peer(&kith, "web2")["frames_decoded"], "frames") > 30.0,
+        "{kith:#}"
+    );
+    assert!(
+        number(
+            &peer_in(&seen, "kith")["video_in"]["frames_decoded"],
+            "frames"
+        ) > 30.0
+    );
+}
+
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+/// The page as a person uses it: typed in, clicked through, names and chat
+/// shown as text, the call on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_the_page_by_hand() {
+    use fantoccini::Locator;
+    let scratch = Scratch::new("browser-by-hand");
+    let server = Server::start(&[]);
+    let chromium = Chromium::start();
+    let page = chromium.open(&server.page("")).await;
+    let client = &page.client;
+    let fill = |css: &'static str, text: &'static str| async move {
+        let input = client.find(Locator::Css(css)).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    };
+    fill("#user", "ada").await;
+    fill("#name", "Ada").await;
+    client
+        .find(Locator::Css("#source option[value=synthetic]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#signin-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait_until("online", "window.kith.state === 'online'")
+        .await;
+
+    let report = scratch.path("kith.json");
+    let kith = Args::new(&["join", "lounge"])
+        .opt("--video", "synthetic")
+        .opt("--audio", "tone")
+        .opt("--codec", "VP8")
+        .opt("--width", SIZE.0)
+        .opt("--height", SIZE.1)
+        .opt("--duration", 10)
+        .opt("--chat", 2)
+        .opt("--name", HOSTILE)
+        .flag("--ice-loopback")
+        .path("--report", &report)
+        .spawn(&server.url(), "bot");
+    // The bot shows up in the online list, by its name, as text.
+    page.wait_until(
+        "the bot online",
+        &format!("document.querySelector('#online').textContent.includes({HOSTILE:?})"),
+    )
+    .await;
+    fill("#room", "lounge").await;
+    client
+        .find(Locator::Css("#join-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait_until(
+        "the bot's video playing",
+        "[...document.querySelectorAll('#grid .tile video')].some(v => v.videoWidth > 0 && !v.paused && v.currentTime > 1)",
+    )
+    .await;
+    page.wait_until(
+        "the bot's chat",
+        "document.querySelector('#chat-log').textContent.includes('message 2 of 2')",
+    )
+    .await;
+    fill("#chat-text", "hello from Ada").await;
+    client
+        .find(Locator::Css("#chat-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait_until(
+        "the chat delivered",
+        "[...document.querySelectorAll('#chat-log li')].some(l => l.textContent.includes('hello from Ada') && !l.classList.contains('pending'))",
+    )
+    .await;
+    // Names are text: the tile's label is the hostile string, and no markup
+    // from it became an element.
+    let labels = page
+        .run("return [...document.querySelectorAll('.tile .label, #chat-log .from')].map(e => e.textContent)")
+        .await;
+    assert!(
+        labels.as_array().unwrap().iter().any(|l| l == HOSTILE),
+        "labels: {labels}"
+    );
+    assert_eq!(
+        page.run("return document.querySelectorAll('img').length")
+            .await,
+        0
+    );
+    let shot = scratch.path("call.png");
+    std::fs::write(&shot, page.screenshot().await).unwrap();
+    println!("screenshot: {}", shot.display());
+    if let Ok(keep) = std::env::var("KITH_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    // Mute and camera toggle, then leave.
+    client
+        .find(Locator::Css("#mute"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#camera"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let toggled = page
+        .run("return [document.querySelector('#mute').textContent, document.querySelector('#camera').textContent]")
+        .await;
+    assert_eq!(toggled, serde_json::json!(["Unmute", "Camera on"]));
+    client
+        .find(Locator::Css("#leave"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait_until("back in the lobby", "window.kith.state === 'online'")
+        .await;
+    let status = wait_exit(kith).await;
+    page.close().await;
+    let kith = kith_e2e::report(&report);
+    assert!(status.success(), "kith-cli exited with {status}");
+    assert_eq!(kith["chat"]["received"], 1, "{kith:#}");
+    // The page offered its default, AV1, first; the bot prefers VP8 and, as
+    // the answerer, picks by its own preference (protocol.md).
+    assert_eq!(peer(&kith, "ada")["video_codec"], "VP8", "{kith:#}");
+}

@@ -128,7 +128,7 @@ pub fn audio_codec_for_mime(mime: &str) -> Option<AudioCodec> {
 
 /// Payload types: the numbers Chromium uses where it has one, so SDP from
 /// both sides reads alike.
-fn video_payload_type(codec: VideoCodec) -> u8 {
+pub(crate) fn video_payload_type(codec: VideoCodec) -> u8 {
     match codec {
         VideoCodec::Av1 => 45,
         VideoCodec::Vp9 => 98,

@@ -401,6 +401,42 @@ pub fn audio_codec_of(mime: &str) -> Option<AudioCodec> {
     audio_codec_for_mime(mime)
 }
 
+/// Puts our video codec order on the video transceiver before an answer is
+/// made. protocol.md: "the answerer picks the first codec of its own
+/// preference that the offer has"; webrtc-rs answers in the offer's order,
+/// so a browser offering AV1 first got AV1 from a Kith that prefers VP8.
+/// Only codecs the offer has are listed: webrtc-rs refuses the others.
+pub async fn prefer_our_video_codecs(
+    pc: &Arc<dyn PeerConnection>,
+    ours: &[VideoCodec],
+    offer: &str,
+) {
+    let offered: Vec<rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters> = ours
+        .iter()
+        .filter(|codec| offer.contains(&format!(" {}/90000", codec.sdp_name())))
+        .map(
+            |codec| rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                rtp_codec: video_rtp_codec(*codec),
+                payload_type: crate::codecs::video_payload_type(*codec),
+            },
+        )
+        .collect();
+    if offered.is_empty() {
+        return;
+    }
+    for transceiver in pc.get_transceivers().await {
+        let Ok(Some(sender)) = transceiver.sender().await else {
+            continue;
+        };
+        if sender.track().kind().await != RtpCodecKind::Video {
+            continue;
+        }
+        if let Err(err) = transceiver.set_codec_preferences(offered.clone()).await {
+            debug!(%err, "the answer keeps the offer's codec order");
+        }
+    }
+}
+
 /// Something that can ask the encoder for a keyframe.
 pub type KeyframeRequest = Arc<dyn Fn() + Send + Sync>;
 

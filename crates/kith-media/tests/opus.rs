@@ -273,8 +273,9 @@ fn dtx_makes_silence_nearly_free() {
          {silence_plain} B in {sent_plain} packets without; speech with DTX {speech_dtx} B"
     );
     assert_eq!(sent_plain, 150);
-    // DTX sends a comfort-noise update every 400 ms or so, nothing else.
-    assert!(sent_dtx <= 20, "{sent_dtx} packets");
+    // DTX sends a comfort-noise update every 400 ms or so, each followed by
+    // one marker packet, nothing else.
+    assert!(sent_dtx <= 40, "{sent_dtx} packets");
     assert!(silence_dtx * 5 <= silence_plain);
     assert!(silence_dtx * 10 <= speech_dtx);
 
@@ -283,6 +284,30 @@ fn dtx_makes_silence_nearly_free() {
     let out = dec.conceal(400, None).unwrap();
     assert_eq!(out.len(), 40);
     assert!(out.iter().all(|f| f.rms() < 1e-3));
+}
+
+/// Silence starts with a DTX marker packet (what WebRTC sends, so the
+/// receiver knows silence began and does not conceal), and a marker is never
+/// repeated: after one, only comfort-noise updates or speech are sent.
+#[test]
+fn dtx_announces_silence_without_repeating_itself() {
+    let mut input = speech_like(1.0, 7, (100.0, 180.0), 0.5);
+    input.extend(vec![0.0f32; 48_000 * 2]);
+    let mut enc = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
+    let packets = encode_all(&mut enc, &frames(&input, Channels::Mono));
+    let sent: Vec<&Bytes> = packets.iter().flatten().collect();
+    let first_marker = sent.iter().position(|p| p.len() <= 2).expect("a marker");
+    assert!(first_marker >= 40, "speech came first");
+    assert!(
+        sent.windows(2)
+            .all(|pair| pair[0].len() > 2 || pair[1].len() > 2),
+        "two markers in a row"
+    );
+    let mut dec = OpusDecoder::new(Channels::Mono).unwrap();
+    assert!(
+        !dec.decode(sent[first_marker]).unwrap().is_empty(),
+        "a marker decodes"
+    );
 }
 
 #[test]

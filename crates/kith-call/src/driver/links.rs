@@ -42,6 +42,8 @@ pub(super) struct LinkIo {
     pub last_bytes_in: u64,
     pub last_bytes_out: u64,
     pub last_frames: u64,
+    /// Our video codecs, most preferred first, for the answers we make.
+    pub video_codecs: Vec<kith_media::codec::VideoCodec>,
 }
 
 impl Driver {
@@ -89,6 +91,7 @@ impl Driver {
         };
         let pc = Arc::clone(&link.pc);
         let span = link.span.clone();
+        let video_codecs = link.video_codecs.clone();
         match op {
             PeerOp::Create { .. } => {}
             PeerOp::CreateOffer { ice_restart } => {
@@ -120,13 +123,15 @@ impl Driver {
                         Err(err) => return self.failed(id, "roll back", err),
                     }
                 }
-                let offer = match RTCSessionDescription::offer(sdp.into()) {
+                let offer_text: String = sdp.into();
+                let offer = match RTCSessionDescription::offer(offer_text.clone()) {
                     Ok(offer) => offer,
                     Err(err) => return self.failed(id, "read the remote offer", err),
                 };
                 if let Err(err) = pc.set_remote_description(offer).await {
                     return self.failed(id, "apply the remote offer", err);
                 }
+                connection::prefer_our_video_codecs(&pc, &video_codecs, &offer_text).await;
                 let answer = match pc.create_answer(None).await {
                     Ok(answer) => answer,
                     Err(err) => return self.failed(id, "create an answer", err),
@@ -217,6 +222,7 @@ impl Driver {
             last_bytes_in: 0,
             last_bytes_out: 0,
             last_frames: 0,
+            video_codecs: settings.video_codecs.clone(),
         };
         for track in [&link.tracks.audio, &link.tracks.video] {
             link.tasks.push(connection::watch_local_rtcp(
