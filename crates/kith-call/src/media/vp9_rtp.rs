@@ -182,6 +182,7 @@ impl Depacketizer for Vp9Depacketizer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::unusual_byte_groupings)]
 mod tests {
     use super::*;
 
