@@ -106,6 +106,17 @@ impl Page {
         }
     }
 
+    /// Clicks the element matching `css`, as a person would.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|err| panic!("nothing to click at {css}: {err}"))
+            .click()
+            .await
+            .unwrap_or_else(|err| panic!("cannot click {css}: {err}"));
+    }
+
     /// `window.kith.report()`: the page's figures from getStats, per peer.
     pub async fn report(&self) -> Value {
         self.client

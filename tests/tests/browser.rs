@@ -318,21 +318,7 @@ async fn invites_from_a_browser_to_kith_and_back() {
     let caller = chromium
         .open(&server.page(&query("web", "call=kith")))
         .await;
-    let status = wait_exit(kith).await;
-    let seen = left_report(&caller, "kith").await;
-    caller.close().await;
-    assert!(status.success(), "kith-cli exited with {status}");
-    let kith = report(&answered);
-    assert!(
-        number(&peer(&kith, "web")["frames_decoded"], "frames") > 30.0,
-        "{kith:#}"
-    );
-    assert!(
-        number(
-            &peer_in(&seen, "kith")["video_in"]["frames_decoded"],
-            "frames"
-        ) > 30.0
-    );
+    both_saw_each_other(kith, caller, &answered, "web").await;
 
     // Kith calls.
     let callee = chromium
@@ -345,20 +331,27 @@ async fn invites_from_a_browser_to_kith_and_back() {
     let kith = media(Args::new(&["call", "web2"]))
         .path("--report", &called)
         .spawn(&server.url(), "kith");
+    both_saw_each_other(kith, callee, &called, "web2").await;
+}
+
+/// Waits for kith-cli to finish a call with the page of `user`, and checks
+/// that video went both ways.
+async fn both_saw_each_other(kith: Process, page: Page, report_path: &Path, user: &str) {
     let status = wait_exit(kith).await;
-    let seen = left_report(&callee, "kith").await;
-    callee.close().await;
+    let seen = left_report(&page, "kith").await;
+    page.close().await;
     assert!(status.success(), "kith-cli exited with {status}");
-    let kith = report(&called);
+    let kith = report(report_path);
     assert!(
-        number(&peer(&kith, "web2")["frames_decoded"], "frames") > 30.0,
+        number(&peer(&kith, user)["frames_decoded"], "frames") > 30.0,
         "{kith:#}"
     );
     assert!(
         number(
             &peer_in(&seen, "kith")["video_in"]["frames_decoded"],
             "frames"
-        ) > 30.0
+        ) > 30.0,
+        "{seen:#}"
     );
 }
 
@@ -380,20 +373,8 @@ async fn a_person_uses_the_page_by_hand() {
     };
     fill("#user", "ada").await;
     fill("#name", "Ada").await;
-    client
-        .find(Locator::Css("#source option[value=synthetic]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#signin-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    page.click("#source option[value=synthetic]").await;
+    page.click("#signin-form button").await;
     page.wait_until("online", "window.kith.state === 'online'")
         .await;
 
@@ -417,13 +398,7 @@ async fn a_person_uses_the_page_by_hand() {
     )
     .await;
     fill("#room", "lounge").await;
-    client
-        .find(Locator::Css("#join-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    page.click("#join-form button").await;
     page.wait_until(
         "the bot's video playing",
         "[...document.querySelectorAll('#grid .tile video')].some(v => v.videoWidth > 0 && !v.paused && v.currentTime > 1)",
@@ -435,13 +410,7 @@ async fn a_person_uses_the_page_by_hand() {
     )
     .await;
     fill("#chat-text", "hello from Ada").await;
-    client
-        .find(Locator::Css("#chat-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    page.click("#chat-form button").await;
     page.wait_until(
         "the chat delivered",
         "[...document.querySelectorAll('#chat-log li')].some(l => l.textContent.includes('hello from Ada') && !l.classList.contains('pending'))",
@@ -468,31 +437,13 @@ async fn a_person_uses_the_page_by_hand() {
         std::fs::copy(&shot, keep).unwrap();
     }
     // Mute and camera toggle, then leave.
-    client
-        .find(Locator::Css("#mute"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#camera"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    page.click("#mute").await;
+    page.click("#camera").await;
     let toggled = page
         .run("return [document.querySelector('#mute').textContent, document.querySelector('#camera').textContent]")
         .await;
     assert_eq!(toggled, serde_json::json!(["Unmute", "Camera on"]));
-    client
-        .find(Locator::Css("#leave"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    page.click("#leave").await;
     page.wait_until("back in the lobby", "window.kith.state === 'online'")
         .await;
     let status = wait_exit(kith).await;
