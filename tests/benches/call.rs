@@ -1,28 +1,146 @@
-//! `cargo xtask bench call`: real calls between kith-cli processes at
-//! 720p30 on this machine, one per codec, and a 3-peer mesh. Prints a table.
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
+//! `cargo xtask bench call`: the same calls made by kith-cli processes and
+//! by pages of signaling-dev's browser client in Debian's headless Chromium,
+//! on this machine in one run: 1:1 at 720p30 for every codec and a 3-peer
+//! mesh, audio on, the latency strip read by every receiver; then the data
+//! channel's bulk throughput. Prints Kith, Chromium and the ratio.
+//!
+//! CPU is counted from /proc for every process of a side (all kith-cli, or
+//! all Chromium processes) over the same window of the running call, after
+//! start-up: both sides measured alike.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "call/datachannel.rs"]
+mod datachannel;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kith_e2e::browser::{Chromium, Page};
 use kith_e2e::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-const SECONDS: f64 = 20.0;
+/// Seconds a kith-cli stays in the call.
+const SECONDS: u64 = 20;
+/// Start-up left out of the CPU window, after everyone joined.
+const WARM_UP: Duration = Duration::from_secs(4);
+/// The CPU window.
+const WINDOW: Duration = Duration::from_secs(12);
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+const BITRATE_KBPS: u32 = 2500;
 
-struct Row {
-    name: String,
-    peers: Vec<Value>,
-    cpu_seconds: f64,
-    wall_seconds: f64,
+/// One side's figures for one call, averaged over its receivers.
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    connect_ms: f64,
+    first_frame_ms: f64,
+    g2g_p50_ms: f64,
+    g2g_p95_ms: f64,
+    fps: f64,
+    freezes: f64,
+    cpu_cores: f64,
 }
 
-fn run(name: &str, codec: &str, users: &[&str]) -> Row {
-    let scratch = Scratch::new(&format!("bench-{}", name.replace(' ', "-")));
+/// Clock ticks (utime + stime) of every process whose command line
+/// `matches`, by pid.
+fn cpu_ticks(matches: &dyn Fn(&str) -> bool) -> HashMap<u32, u64> {
+    let mut ticks = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !matches(&cmdline) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let Some((_, after_name)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (field(14), field(15)) {
+            ticks.insert(pid, user + system);
+        }
+    }
+    ticks
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU cores used by the processes `matches` picks over `WINDOW`, from now.
+async fn cpu_cores_over_window(matches: &dyn Fn(&str) -> bool) -> f64 {
+    let before = cpu_ticks(matches);
+    let started = Instant::now();
+    tokio::time::sleep(WINDOW).await;
+    let after = cpu_ticks(matches);
+    let seconds = started.elapsed().as_secs_f64();
+    let used: u64 = after
+        .iter()
+        .map(|(pid, ticks)| ticks.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    used as f64 / clock_ticks_per_second() / seconds
+}
+
+fn is_kith_cli(cmdline: &str) -> bool {
+    cmdline
+        .split(' ')
+        .next()
+        .is_some_and(|program| program.ends_with("/kith-cli"))
+}
+
+fn is_chromium(cmdline: &str) -> bool {
+    cmdline
+        .split(' ')
+        .next()
+        .is_some_and(|program| program.contains("chromium") && !program.contains("driver"))
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+fn get(value: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(value, |value, key| &value[*key])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+async fn kith_call(name: &str, codec: &str, users: &[&str]) -> Figures {
+    let scratch = Scratch::new(&format!("bench-{}", name.replace([' ', ':'], "-")));
     let server = Server::start(&[]);
     let mut processes = Vec::new();
-    let started = std::time::Instant::now();
     for user in users {
         let mut process = Args::new(&["join", "bench"])
-            .media(codec, 1280, 720, 30)
-            .opt("--bitrate", 2500)
+            .media(codec, WIDTH, HEIGHT, 30)
+            .opt("--bitrate", BITRATE_KBPS)
             .opt("--duration", SECONDS)
             .flag("--ice-loopback")
             .opt("--expect-peers", users.len() - 1)
@@ -31,74 +149,246 @@ fn run(name: &str, codec: &str, users: &[&str]) -> Row {
         process.wait_for_line("joined", PATIENCE);
         processes.push(process);
     }
-    for process in &mut processes {
-        let status = process.wait(PATIENCE * 2);
-        if !status.success() {
-            eprintln!("{} exited with {status}", process.name);
+    tokio::time::sleep(WARM_UP).await;
+    let cpu_cores = cpu_cores_over_window(&is_kith_cli).await;
+    let processes = tokio::task::spawn_blocking(move || {
+        for process in &mut processes {
+            let status = process.wait(PATIENCE * 2);
+            if !status.success() {
+                eprintln!("{} exited with {status}", process.name);
+            }
         }
-    }
-    let wall_seconds = started.elapsed().as_secs_f64();
+    });
+    processes.await.unwrap();
     let mut peers = Vec::new();
-    let mut cpu_seconds = 0.0;
     for user in users {
         let report = report(&scratch.path(&format!("{user}.json")));
-        cpu_seconds += report["cpu_seconds"].as_f64().unwrap_or(0.0);
         peers.extend(report["peers"].as_array().unwrap().iter().cloned());
     }
-    Row {
-        name: name.to_owned(),
-        peers,
-        cpu_seconds,
-        wall_seconds,
+    Figures {
+        connect_ms: mean(peers.iter().map(|p| get(p, &["connect_ms"]))),
+        first_frame_ms: mean(peers.iter().map(|p| get(p, &["first_frame_ms"]))),
+        g2g_p50_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p50"]))),
+        g2g_p95_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p95"]))),
+        fps: mean(peers.iter().map(|p| get(p, &["fps"]))),
+        freezes: peers
+            .iter()
+            .map(|p| get(p, &["freezes"]))
+            .filter(|f| f.is_finite())
+            .sum(),
+        cpu_cores,
     }
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let values: Vec<f64> = values.collect();
-    if values.is_empty() {
-        f64::NAN
+/// Frames decoded per remote peer, by user, from a page's report.
+fn frames_decoded(report: &Value) -> HashMap<String, f64> {
+    report["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|peer| {
+            (
+                peer["user"].as_str().unwrap_or_default().to_owned(),
+                get(peer, &["video_in", "frames_decoded"]),
+            )
+        })
+        .collect()
+}
+
+async fn chromium_call(codec: &str, pages: usize) -> Figures {
+    let server = Server::start(&[]);
+    let chromium = Chromium::start();
+    let mut opened: Vec<Page> = Vec::new();
+    for index in 0..pages {
+        let query = format!(
+            "room=bench&user=web{index}&source=synthetic&codec={codec}&width={WIDTH}&height={HEIGHT}&fps=30"
+        );
+        let page = chromium.open(&server.page(&query)).await;
+        page.wait_until("joined", "window.kith.state === 'in-call'")
+            .await;
+        opened.push(page);
+    }
+    let everyone_seen = format!(
+        "(await window.kith.report()).peers.filter((p) => p.first_frame_ms !== null).length === {}",
+        pages - 1
+    );
+    for page in &opened {
+        page.wait_until_async("every peer's first frame", &everyone_seen)
+            .await;
+    }
+    tokio::time::sleep(WARM_UP).await;
+    let mut before = Vec::new();
+    for page in &opened {
+        before.push((Instant::now(), frames_decoded(&page.report().await)));
+    }
+    let cpu_cores = cpu_cores_over_window(&is_chromium).await;
+    let mut peers = Vec::new();
+    let mut fps = Vec::new();
+    for (page, (at, decoded_before)) in opened.iter().zip(before) {
+        let report = page.report().await;
+        let seconds = at.elapsed().as_secs_f64();
+        for (user, decoded) in frames_decoded(&report) {
+            if let Some(earlier) = decoded_before.get(&user) {
+                fps.push((decoded - earlier) / seconds);
+            }
+        }
+        peers.extend(report["peers"].as_array().into_iter().flatten().cloned());
+    }
+    for page in opened {
+        page.close().await;
+    }
+    Figures {
+        connect_ms: mean(peers.iter().map(|p| get(p, &["connect_ms"]))),
+        first_frame_ms: mean(peers.iter().map(|p| get(p, &["first_frame_ms"]))),
+        g2g_p50_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p50"]))),
+        g2g_p95_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p95"]))),
+        fps: mean(fps.into_iter()),
+        freezes: peers
+            .iter()
+            .map(|p| get(p, &["video_in", "freeze_count"]))
+            .filter(|f| f.is_finite())
+            .sum(),
+        cpu_cores,
+    }
+}
+
+/// Two RTCPeerConnections in one page, a reliable ordered channel between
+/// them, `total` bytes in `message`-byte messages: MB/s.
+const CHROMIUM_BULK: &str = r#"
+const [message, total, done] = arguments;
+(async () => {
+  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+  const channel = a.createDataChannel("bulk", { ordered: true });
+  const finished = new Promise((resolve) => {
+    b.ondatachannel = (e) => {
+      let received = 0;
+      e.channel.binaryType = "arraybuffer";
+      e.channel.onmessage = (m) => {
+        received += m.data.byteLength;
+        if (received >= total) resolve(performance.now());
+      };
+    };
+  });
+  await a.setLocalDescription();
+  await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription();
+  await a.setRemoteDescription(b.localDescription);
+  await new Promise((resolve) => (channel.onopen = resolve));
+  const payload = new Uint8Array(message).fill(0x5a);
+  channel.bufferedAmountLowThreshold = 4 << 20;
+  const started = performance.now();
+  for (let sent = 0; sent < total; sent += message) {
+    if (channel.bufferedAmount > 16 << 20) {
+      await new Promise((resolve) => (channel.onbufferedamountlow = resolve));
+    }
+    channel.send(payload);
+  }
+  const ended = await finished;
+  a.close();
+  b.close();
+  done({ mb_per_s: total / ((ended - started) / 1000) / 1e6 });
+})().catch((e) => done({ error: String(e) }));
+"#;
+
+async fn chromium_throughput(message: usize) -> f64 {
+    let server = Server::start(&[]);
+    let chromium = Chromium::start();
+    let page = chromium.open(&server.page("source=synthetic")).await;
+    let result = page
+        .run_async(
+            CHROMIUM_BULK,
+            vec![json!(message), json!(datachannel::TOTAL)],
+        )
+        .await;
+    page.close().await;
+    if let Some(error) = result["error"].as_str() {
+        eprintln!("Chromium's data channel bench failed: {error}");
+    }
+    get(&result, &["mb_per_s"])
+}
+
+fn ratio(kith: f64, chromium: f64) -> String {
+    if kith.is_finite() && chromium.is_finite() && chromium > 0.0 {
+        format!("{:.2}", kith / chromium)
     } else {
-        values.iter().sum::<f64>() / values.len() as f64
+        "–".to_owned()
     }
 }
 
-fn main() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     // Cargo passes `--bench`; nothing to filter.
-    let rows = vec![
-        run("1:1 AV1", "AV1", &["alice", "bob"]),
-        run("1:1 VP9", "VP9", &["alice", "bob"]),
-        run("1:1 VP8", "VP8", &["alice", "bob"]),
-        run("1:1 H264", "H264", &["alice", "bob"]),
-        run("3-peer mesh AV1", "AV1", &["alice", "bob", "carol"]),
+    let calls = [
+        ("1:1 AV1", "AV1", 2),
+        ("1:1 VP9", "VP9", 2),
+        ("1:1 VP8", "VP8", 2),
+        ("1:1 H264", "H264", 2),
+        ("3-peer mesh VP8", "VP8", 3),
     ];
+    let users = ["alice", "bob", "carol"];
+    let mut rows = Vec::new();
+    for (name, codec, peers) in calls {
+        eprintln!("==> {name}: kith-cli");
+        let kith = kith_call(name, codec, &users[..peers]).await;
+        eprintln!("==> {name}: Chromium");
+        let chromium = chromium_call(codec, peers).await;
+        rows.push((name, kith, chromium));
+    }
+    let mut bulk = Vec::new();
+    for message in [16 * 1024, 64 * 1024] {
+        eprintln!("==> data channel, {} KiB messages", message >> 10);
+        let kith = datachannel::kith_throughput(message)
+            .await
+            .unwrap_or_else(|err| {
+                eprintln!("Kith's data channel bench failed: {err:#}");
+                f64::NAN
+            });
+        let chromium = chromium_throughput(message).await;
+        bulk.push((message, kith, chromium));
+    }
+
     println!();
     println!(
-        "| call (720p30, {SECONDS} s, loopback) | connect ms | first frame ms | glass-to-glass p50 / p95 ms | fps | freezes | CPU cores (all peers) |"
+        "Calls: {WIDTH}×{HEIGHT} 30 fps, latency strip, audio on, loopback; CPU of all processes of a side over {} s after a {} s warm-up. Each cell: Kith / Chromium (ratio Kith÷Chromium).",
+        WINDOW.as_secs(),
+        WARM_UP.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|");
-    for row in rows {
-        let get = |key: &str| mean(row.peers.iter().filter_map(|p| p[key].as_f64()));
-        let p50 = mean(
-            row.peers
-                .iter()
-                .filter_map(|p| p["glass_to_glass_ms"]["p50"].as_f64()),
-        );
-        let p95 = mean(
-            row.peers
-                .iter()
-                .filter_map(|p| p["glass_to_glass_ms"]["p95"].as_f64()),
-        );
-        let freezes: f64 = row.peers.iter().filter_map(|p| p["freezes"].as_f64()).sum();
+    println!();
+    println!(
+        "| call | connect ms | first frame ms | g2g p50 ms | g2g p95 ms | fps | freezes | CPU cores |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, kith, chromium) in &rows {
+        let cell = |k: f64, c: f64, digits: usize| {
+            format!("{k:.digits$} / {c:.digits$} ({})", ratio(k, c))
+        };
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} / {:.0} | {:.1} | {:.0} | {:.2} |",
-            row.name,
-            get("connect_ms"),
-            get("first_frame_ms"),
-            p50,
-            p95,
-            get("fps"),
-            freezes,
-            row.cpu_seconds / row.wall_seconds,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(kith.connect_ms, chromium.connect_ms, 0),
+            cell(kith.first_frame_ms, chromium.first_frame_ms, 0),
+            cell(kith.g2g_p50_ms, chromium.g2g_p50_ms, 0),
+            cell(kith.g2g_p95_ms, chromium.g2g_p95_ms, 0),
+            cell(kith.fps, chromium.fps, 1),
+            cell(kith.freezes, chromium.freezes, 0),
+            cell(kith.cpu_cores, chromium.cpu_cores, 2),
         );
     }
+    println!();
+    println!(
+        "| data channel (reliable, ordered, loopback, 64 MiB) | Kith MB/s | Chromium MB/s | ratio |"
+    );
+    println!("|---|---|---|---|");
+    for (message, kith, chromium) in bulk {
+        println!(
+            "| {} KiB messages | {kith:.1} | {chromium:.1} | {} |",
+            message >> 10,
+            ratio(kith, chromium)
+        );
+    }
+    println!();
+    println!(
+        "Goals: first frame and g2g ≤ 0.70, CPU ≤ 0.50, fps ≥ 1.00, data channel ≥ 1.00 (Kith÷Chromium)."
+    );
 }

@@ -56,6 +56,9 @@ impl Chromium {
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
+            // Play into a fake output at real-time pace, never into the
+            // PulseAudio server the device tests measure levels on.
+            "--disable-audio-output",
             // The synthetic source paints on a timer: never throttle it.
             "--disable-background-timer-throttling",
             "--disable-renderer-backgrounding",
@@ -106,6 +109,27 @@ impl Page {
         }
     }
 
+    /// Polls `condition`, an expression that may `await`, until it is true.
+    pub async fn wait_until_async(&self, what: &str, condition: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             (async () => ({condition}))().then((v) => done(!!v), () => done(false));"
+        );
+        loop {
+            if let Ok(Value::Bool(true)) = self.client.execute_async(&script, vec![]).await {
+                return;
+            }
+            if Instant::now() > deadline {
+                let report = self.report().await;
+                panic!(
+                    "{what}: `{condition}` did not hold in {PATIENCE:?}; the page reports {report:#}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Clicks the element matching `css`, as a person would.
     pub async fn click(&self, css: &str) {
         self.client
@@ -132,6 +156,15 @@ impl Page {
     /// Runs `script` (a function body) in the page.
     pub async fn run(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Runs `script` with `args` and the WebDriver callback as its last
+    /// argument; its value is what the script passes to the callback.
+    pub async fn run_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute_async(script, args)
+            .await
+            .unwrap_or_else(|err| json!({ "error": err.to_string() }))
     }
 
     /// A PNG of the page as Chromium renders it.

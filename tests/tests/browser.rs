@@ -21,11 +21,14 @@ const SECONDS: u64 = 10;
 /// 640×360 keeps two encoders and two decoders per call light on 2 cores.
 const SIZE: (u32, u32) = (640, 360);
 
-/// Chromium's audio jitter buffer for a Kith sender, at most. Chromium to
-/// Chromium it is 20–60 ms here; the defects this guards against put it at
-/// 317–375 ms (RTP time stamped from before a DTX gap; audio queued before
-/// the connection was up).
+/// Chromium's audio jitter buffer for a Kith sender over the call's last
+/// seconds, at most. Chromium to Chromium it is 30–60 ms here; the defects
+/// this guards against put it at 317–375 ms (RTP time stamped from before a
+/// DTX gap; audio queued before the connection was up).
 const MAX_AUDIO_JITTER_BUFFER_MS: f64 = 150.0;
+/// How much longer than another browser's audio Chromium may buffer Kith's
+/// in the same page at the same time.
+const AUDIO_BUFFER_MARGIN_MS: f64 = 30.0;
 
 struct Call {
     kith: Value,
@@ -141,7 +144,10 @@ fn assert_interop(call: &Call, codec: &str) {
     assert!(number(&from_kith["glass_to_glass_ms"]["count"], "strips read") > 50.0);
 
     // Chromium plays Kith's audio without holding it (and the video with it) back.
-    let buffer = number(&from_kith["audio_in"]["jitter_buffer_ms"], "jitter buffer");
+    let buffer = number(
+        &from_kith["audio_in"]["jitter_buffer_recent_ms"],
+        "jitter buffer",
+    );
     assert!(
         buffer <= MAX_AUDIO_JITTER_BUFFER_MS,
         "Chromium buffers Kith's audio {buffer} ms"
@@ -262,15 +268,20 @@ async fn a_mesh_of_two_browsers_and_kith() {
         // them, which may be before Kith joined: not counted here.)
         assert_eq!(from_kith["chat"]["received"], 5, "{page:#}");
 
-        // Kith's audio is not held back the way the defects did (317-375
-        // ms). In this mesh Chromium still buffers it 30-55 ms longer than
-        // a browser's (left open, see the note).
+        // Chromium buffers and conceals Kith's audio no more than another
+        // browser's, heard in the same page at the same time.
         let kith_buffer = number(&from_kith["audio_in"]["jitter_buffer_ms"], "buffer");
         let web_buffer = number(&from_web["audio_in"]["jitter_buffer_ms"], "buffer");
         println!("{this}: audio buffered {kith_buffer} ms for Kith, {web_buffer} ms for {other}");
         assert!(
-            kith_buffer <= MAX_AUDIO_JITTER_BUFFER_MS,
+            kith_buffer <= web_buffer + AUDIO_BUFFER_MARGIN_MS,
             "{this} buffers Kith's audio {kith_buffer} ms, {other}'s {web_buffer} ms"
+        );
+        let kith_concealed = number(&from_kith["audio_in"]["concealed_ratio"], "concealed");
+        let web_concealed = number(&from_web["audio_in"]["concealed_ratio"], "concealed");
+        assert!(
+            kith_concealed <= web_concealed + 0.01,
+            "{this} conceals {kith_concealed} of Kith's audio, {web_concealed} of {other}'s"
         );
         // ...and its video with audio on is shown within 1.5× of a browser's
         // (plus a frame interval, for a loaded machine's scheduling).
@@ -281,9 +292,22 @@ async fn a_mesh_of_two_browsers_and_kith() {
             "{this} shows Kith's video {kith_g2g} ms late, {other}'s {web_g2g} ms"
         );
     }
-    // kith-cli sends each message to everyone, counted once.
+    // kith-cli sends each message to everyone, counted once; it gets every
+    // message a page sent it (a page that began before Kith came sent it
+    // fewer than 5), each acked.
     assert_eq!(kith["chat"]["acked"], 5, "{kith:#}");
-    assert_eq!(kith["chat"]["received"], 10, "{kith:#}");
+    let mut sent_to_kith = 0.0;
+    for page in [&seen_by_web1, &seen_by_web2] {
+        let chat = &peer_in(page, "kith")["chat"];
+        assert_eq!(chat["acked"], chat["sent"], "{page:#}");
+        sent_to_kith += number(&chat["sent"], "chat sent to kith");
+    }
+    assert!(sent_to_kith > 0.0, "no page chatted with Kith");
+    assert_eq!(
+        number(&kith["chat"]["received"], "chat received"),
+        sent_to_kith,
+        "{kith:#}"
+    );
 }
 
 /// A page rings kith-cli, which answers; then kith-cli rings a page that

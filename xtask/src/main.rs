@@ -268,17 +268,6 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                     "call benchmark",
                     cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "call"]),
                 )?;
-                step(
-                    "data channel benchmark",
-                    cargo().args([
-                        "bench",
-                        "--locked",
-                        "-p",
-                        "kith-call",
-                        "--bench",
-                        "datachannel",
-                    ]),
-                )?;
             }
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),
         }

@@ -126,14 +126,17 @@ pub fn audio_codec_for_mime(mime: &str) -> Option<AudioCodec> {
         .find(|codec| audio_mime(*codec).eq_ignore_ascii_case(mime))
 }
 
-/// Payload types: the numbers Chromium uses where it has one, so SDP from
-/// both sides reads alike.
+/// Payload types: the numbers Chromium gives the same formats. webrtc-rs
+/// answers an offer with our numbers, not the offer's, so a number that
+/// means another format in a browser's offer breaks that codec: Chromium's
+/// 102 is H.264 baseline (42001f), and answered as our constrained baseline
+/// it decoded nothing either way. Its constrained baseline is 108.
 pub(crate) fn video_payload_type(codec: VideoCodec) -> u8 {
     match codec {
         VideoCodec::Av1 => 45,
         VideoCodec::Vp9 => 98,
         VideoCodec::Vp8 => 96,
-        VideoCodec::H264 => 102,
+        VideoCodec::H264 => 108,
     }
 }
 

@@ -40,7 +40,7 @@ use crate::codecs::{
     audio_codec_for_mime, audio_rtp_codec, media_engine, video_codec_for_mime, video_rtp_codec,
 };
 use crate::error::CallError;
-use crate::media::send::{MediaUnit, UnitReceiver};
+use crate::media::send::{Marker, MediaUnit, UnitReceiver};
 use crate::rtcp_filter;
 
 /// The core's name for a peer connection.
@@ -485,7 +485,11 @@ pub fn write_units(
                     let packet = rtp::Packet {
                         header: rtp::header::Header {
                             version: 2,
-                            marker: index == last,
+                            marker: match unit.marker {
+                                Marker::LastPacket => index == last,
+                                Marker::FirstPacket => index == 0,
+                                Marker::None => false,
+                            },
                             payload_type,
                             sequence_number: sequence,
                             timestamp: unit.rtp_timestamp,
@@ -630,3 +634,7 @@ pub async fn transport_stats(pc: &Arc<dyn PeerConnection>) -> TransportStats {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

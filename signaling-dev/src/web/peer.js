@@ -47,6 +47,8 @@ export class Peer extends EventTarget {
     this.remoteStream = new MediaStream();
     this.closed = false;
     this.finalStats = null;
+    /** getStats snapshots of the audio jitter buffer, for its recent figure (stats.js). */
+    this.audioBufferHistory = [];
 
     this.pc = new RTCPeerConnection({ iceServers: options.iceServers, bundlePolicy: "max-bundle" });
     this.chat = new ChatChannel(options.selfUser);

@@ -10,6 +10,22 @@ function perEmitted(delay, count) {
   return count ? Math.round((delay / count) * 1000 * 10) / 10 : null;
 }
 
+/** The window of the "recent" audio buffer figure: the call as it is now, not its start. */
+const RECENT_MS = 5000;
+/** Snapshots kept for it, at most (stats are read about once a second). */
+const MAX_SNAPSHOTS = 64;
+
+/** Jitter buffer delay per sample over about the last RECENT_MS, from getStats snapshots kept on `peer`. */
+function recentJitterBuffer(peer, s) {
+  const history = peer.audioBufferHistory;
+  const now = performance.now();
+  history.push({ t: now, delay: s.jitterBufferDelay ?? 0, count: s.jitterBufferEmittedCount ?? 0 });
+  while (history.length > MAX_SNAPSHOTS || (history.length > 1 && now - history[1].t >= RECENT_MS)) history.shift();
+  const oldest = history[0];
+  if (now - oldest.t < RECENT_MS / 2) return null;
+  return perEmitted((s.jitterBufferDelay ?? 0) - oldest.delay, (s.jitterBufferEmittedCount ?? 0) - oldest.count);
+}
+
 /** @param {import("./peer.js").Peer} peer */
 export async function collectStats(peer) {
   const report = await peer.pc.getStats();
@@ -61,6 +77,7 @@ export async function collectStats(peer) {
         packets_lost: s.packetsLost ?? 0,
         jitter_buffer_ms: perEmitted(s.jitterBufferDelay, s.jitterBufferEmittedCount),
         jitter_buffer_target_ms: perEmitted(s.jitterBufferTargetDelay, s.jitterBufferEmittedCount),
+        jitter_buffer_recent_ms: recentJitterBuffer(peer, s),
         total_samples_received: total,
         concealed_samples: s.concealedSamples ?? 0,
         silent_concealed_samples: s.silentConcealedSamples ?? 0,

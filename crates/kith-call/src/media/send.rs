@@ -42,6 +42,19 @@ pub struct MediaUnit {
     /// In the codec's RTP clock.
     pub rtp_timestamp: u32,
     pub keyframe: bool,
+    pub marker: Marker,
+}
+
+/// Which packet of a unit carries the RTP marker bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// Video: the last packet of a frame (RFC 6184, 7741, 9628 alike).
+    LastPacket,
+    /// Audio: the first packet of a talkspurt, after silence (RFC 3551
+    /// 4.1); a receiver may adapt its playout delay there.
+    FirstPacket,
+    /// Audio inside a talkspurt, and DTX's silence markers.
+    None,
 }
 
 pub type UnitSender = broadcast::Sender<Arc<MediaUnit>>;
@@ -520,6 +533,7 @@ fn packetize_video(
                     payloads,
                     rtp_timestamp: frame.rtp_timestamp,
                     keyframe: frame.keyframe,
+                    marker: Marker::LastPacket,
                 }));
             }
             EncoderEvent::Error(err) => debug!(%err, "encoder error"),
@@ -752,6 +766,9 @@ struct RunningAudioEncoder {
     /// RTP time of the end of the last 10 ms frame fed in.
     clock: u32,
     payloader: Box<dyn Payloader>,
+    /// Nothing has been sent yet, or only silence since the last speech:
+    /// the next packet of sound starts a talkspurt.
+    in_silence: bool,
 }
 
 /// What the audio thread shares with its `AudioSend`.
@@ -800,6 +817,7 @@ fn run_audio_source(
                                     clock_per_frame: rtp_codec.clock_rate / 100,
                                     clock: start,
                                     payloader,
+                                    in_silence: true,
                                 },
                             ));
                         }
@@ -887,12 +905,20 @@ fn run_audio_source(
                     // gap makes the receiver think this packet came late
                     // (Chromium's jitter buffer grew to 350 ms on that).
                     let frames = running.encoder.frames_per_packet();
+                    let silence = running.encoder.sent_silence();
+                    let marker = if running.in_silence && !silence {
+                        Marker::FirstPacket
+                    } else {
+                        Marker::None
+                    };
+                    running.in_silence = silence;
                     let unit = MediaUnit {
                         payloads,
                         rtp_timestamp: running
                             .clock
                             .wrapping_sub(frames.wrapping_mul(running.clock_per_frame)),
                         keyframe: false,
+                        marker,
                     };
                     counters.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
                     let _ = running.units.send(Arc::new(unit));
@@ -1127,6 +1153,48 @@ mod tests {
                 "{rtp_ms} ms of RTP time for {wall_ms:.0} ms of wall time"
             );
         }
+    }
+
+    /// The RTP marker bit opens each talkspurt (RFC 3551): the first packet
+    /// of sound, and the first after each DTX silence marker (a packet of at
+    /// most 2 bytes), and no other. It was on every audio packet, which
+    /// tells a receiver each packet starts a new talkspurt.
+    #[test]
+    fn opus_marks_the_start_of_each_beep_only() {
+        let (_audio, mut rx) = audio_in(AudioCodec::Opus, AudioSourceSpec::Tone, None);
+        let mut units: Vec<(Instant, Marker, usize)> = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2500) {
+            match rx.try_recv() {
+                Ok(unit) => units.push((
+                    Instant::now(),
+                    unit.marker,
+                    unit.payloads.iter().map(Bytes::len).sum(),
+                )),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        let gaps = units
+            .windows(2)
+            .filter(|pair| pair[1].0 - pair[0].0 > Duration::from_millis(200))
+            .count();
+        assert!(gaps > 0, "DTX made no gap in {} packets", units.len());
+        let mut after_silence = true;
+        for (index, (_, marker, bytes)) in units.iter().enumerate() {
+            let silence = *bytes <= 2;
+            let expected = if after_silence && !silence {
+                Marker::FirstPacket
+            } else {
+                Marker::None
+            };
+            assert_eq!(*marker, expected, "packet {index} of {bytes} bytes");
+            after_silence = silence;
+        }
+        let marked = units
+            .iter()
+            .filter(|unit| unit.1 == Marker::FirstPacket)
+            .count();
+        assert!(marked > gaps, "{marked} talkspurts across {gaps} gaps");
     }
 
     #[test]

@@ -123,6 +123,11 @@ pub trait AudioEncoder: Send {
     /// that itself, since a suppressed packet and a half-collected one both
     /// return `Ok(None)`.
     fn frames_per_packet(&self) -> u32;
+    /// The packet `encode` returned last says only "silence follows" (a
+    /// DTX marker), so the next packet of sound starts a talkspurt.
+    fn sent_silence(&self) -> bool {
+        false
+    }
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError>;
 }
 

@@ -277,6 +277,10 @@ impl AudioEncoder for OpusEncoder {
         Ok(Some(Bytes::copy_from_slice(&self.out[..len])))
     }
 
+    fn sent_silence(&self) -> bool {
+        self.in_dtx
+    }
+
     fn frames_per_packet(&self) -> u32 {
         // 1, 2, 4 or 6 frames: never truncated.
         self.config.packet_duration.frames() as u32

@@ -1,6 +1,6 @@
 //! Bulk throughput of a reliable, ordered data channel (what `chat` is)
-//! between two webrtc-rs peer connections in this process, over loopback.
-#![allow(clippy::print_stdout)]
+//! between two webrtc-rs peer connections in this process, over loopback:
+//! Kith's side of the data channel rows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +14,8 @@ use webrtc::peer_connection::{
     RTCIceCandidateInit, RTCPeerConnectionIceEvent, SettingEngineBuilder,
 };
 
-const MESSAGE: usize = 16 * 1024;
-const TOTAL: usize = 64 * 1024 * 1024;
+/// Bytes sent per measurement.
+pub const TOTAL: usize = 64 * 1024 * 1024;
 
 struct Events {
     candidates: mpsc::UnboundedSender<RTCIceCandidateInit>,
@@ -62,8 +62,8 @@ async fn peer() -> anyhow::Result<Peer> {
     Ok((Arc::new(pc), candidates_rx, channels_rx))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// MB/s of `TOTAL` bytes sent in `message`-byte messages.
+pub async fn kith_throughput(message: usize) -> anyhow::Result<f64> {
     let (offerer, mut offerer_candidates, _) = peer().await?;
     let (answerer, mut answerer_candidates, mut answerer_channels) = peer().await?;
     let sender = offerer
@@ -120,9 +120,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     });
-    let payload = BytesMut::from(&vec![0x5a_u8; MESSAGE][..]);
+    let payload = BytesMut::from(&vec![0x5a_u8; message][..]);
     let started = Instant::now();
-    for _ in 0..TOTAL / MESSAGE {
+    for _ in 0..TOTAL / message {
         sender.send(payload.clone()).await?;
     }
     let finished = tokio::time::timeout(Duration::from_secs(120), done_rx.recv())
@@ -130,16 +130,7 @@ async fn main() -> anyhow::Result<()> {
         .context("the receiver did not get everything in 120 s")?
         .context("receiver stopped")?;
     let seconds = finished.duration_since(started).as_secs_f64();
-    println!();
-    println!("| data channel (reliable, ordered, loopback) | value |");
-    println!("|---|---|");
-    println!(
-        "| {} MiB in {} KiB messages | {seconds:.2} s |",
-        TOTAL >> 20,
-        MESSAGE >> 10
-    );
-    println!("| throughput | {:.1} MB/s |", TOTAL as f64 / seconds / 1e6);
     offerer.close().await?;
     answerer.close().await?;
-    Ok(())
+    Ok(TOTAL as f64 / seconds / 1e6)
 }

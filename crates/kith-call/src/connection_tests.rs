@@ -1,0 +1,119 @@
+//! Answers to a browser's offer: the payload types Kith answers with and
+//! sends on must mean in the offer what they mean to us.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::codecs::VIDEO_CODECS;
+use webrtc::peer_connection::RTCSessionDescription;
+
+/// Chromium 156's offer (audio, video, the chat channel), taken from Debian's
+/// package: H.264 constrained baseline with packetization-mode 1 is its
+/// payload type 108; its 102 is baseline (42001f).
+const CHROMIUM_OFFER: &str = include_str!("testdata/chromium-156-offer.sdp");
+
+fn settings(video_codecs: Vec<VideoCodec>) -> ConnectionSettings {
+    ConnectionSettings {
+        ice_servers: Vec::new(),
+        ice_loopback: true,
+        relay_only: false,
+        video_codecs,
+        audio_codecs: vec![AudioCodec::Opus],
+        start_bitrate_bps: 1_000_000,
+        max_bitrate_bps: 2_500_000,
+    }
+}
+
+/// Payload type → (codec name, fmtp) of the video section of an SDP.
+fn video_formats(sdp: &str) -> (Vec<u8>, HashMap<u8, (String, String)>) {
+    let mut order = Vec::new();
+    let mut formats: HashMap<u8, (String, String)> = HashMap::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            in_video = media.starts_with("video");
+            if in_video {
+                order = media
+                    .split(' ')
+                    .skip(3)
+                    .filter_map(|pt| pt.parse().ok())
+                    .collect();
+            }
+        } else if in_video && let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            let (pt, name) = rest.split_once(' ').unwrap();
+            let name = name.split('/').next().unwrap().to_owned();
+            formats.entry(pt.parse().unwrap()).or_default().0 = name;
+        } else if in_video && let Some(rest) = line.strip_prefix("a=fmtp:") {
+            let (pt, fmtp) = rest.split_once(' ').unwrap();
+            formats.entry(pt.parse().unwrap()).or_default().1 = fmtp.to_owned();
+        }
+    }
+    (order, formats)
+}
+
+/// The profile an fmtp line names (H.264's profile-level-id, VP9's
+/// profile-id), if any.
+fn profile_of(fmtp: &str) -> Option<&str> {
+    fmtp.split(';').find_map(|parameter| {
+        parameter
+            .strip_prefix("profile-level-id=")
+            .or_else(|| parameter.strip_prefix("profile-id="))
+    })
+}
+
+async fn answer_chromium(video_codecs: Vec<VideoCodec>) -> (String, Option<(String, u8)>) {
+    let (events, _keep) = mpsc::unbounded_channel();
+    let (pc, _tracks) = connect(PeerId(1), &settings(video_codecs.clone()), events)
+        .await
+        .unwrap();
+    pc.set_remote_description(RTCSessionDescription::offer(CHROMIUM_OFFER.to_owned()).unwrap())
+        .await
+        .unwrap();
+    prefer_our_video_codecs(&pc, &video_codecs, CHROMIUM_OFFER).await;
+    let answer = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(answer.clone()).await.unwrap();
+    let sending = negotiated_send_codec(&pc, RtpCodecKind::Video).await;
+    let _ = pc.close().await;
+    (answer.sdp, sending)
+}
+
+#[tokio::test]
+async fn answers_use_the_offers_payload_types_for_every_codec() {
+    let (_, offered) = video_formats(CHROMIUM_OFFER);
+    for first in VIDEO_CODECS {
+        let ours = crate::codecs::ordered(VIDEO_CODECS, Some(*first));
+        let (answer, sending) = answer_chromium(ours).await;
+        let (order, answered) = video_formats(&answer);
+        let leading = order.first().copied().unwrap();
+        assert_eq!(
+            answered[&leading].0.to_ascii_uppercase(),
+            first.sdp_name().to_ascii_uppercase(),
+            "the answer leads with our preference:\n{answer}"
+        );
+        for pt in &order {
+            let (name, fmtp) = &answered[pt];
+            let (offered_name, offered_fmtp) = offered
+                .get(pt)
+                .unwrap_or_else(|| panic!("answered payload type {pt} was not offered"));
+            assert_eq!(name, offered_name, "payload type {pt} changed its codec");
+            assert_eq!(
+                profile_of(fmtp),
+                profile_of(offered_fmtp),
+                "payload type {pt} changed its profile: {fmtp} against {offered_fmtp}"
+            );
+        }
+        let (_, payload_type) = sending.unwrap();
+        assert_eq!(
+            payload_type, leading,
+            "we send on the answer's first format"
+        );
+        if *first == VideoCodec::H264 {
+            let fmtp = &offered[&payload_type].1;
+            assert!(
+                fmtp.contains("profile-level-id=42e01f") && fmtp.contains("packetization-mode=1"),
+                "H.264 goes out as the offer's constrained baseline, mode 1: {fmtp}"
+            );
+        }
+    }
+}
