@@ -264,6 +264,15 @@ async fn a_mesh_of_two_browsers_and_kith() {
             decoded >= 0.9 * encoded,
             "Kith decoded {decoded} of the {encoded} frames {this} encoded"
         );
+        // Kith's congestion feedback lets Chromium send it as much as it
+        // sends another browser (it once sent Kith 18-25 fps at 40 % of the
+        // bitrate). Kith came last, so it had less time to ramp up: 0.8.
+        let to_kith = number(&from_kith["video_out"]["target_bitrate"], "target bitrate");
+        let to_web = number(&from_web["video_out"]["target_bitrate"], "target bitrate");
+        assert!(
+            to_kith >= 0.8 * to_web,
+            "{this} aims {to_kith} bit/s at Kith, {to_web} at {other}"
+        );
         // (The page's own messages went to whoever was there when it sent
         // them, which may be before Kith joined: not counted here.)
         assert_eq!(from_kith["chat"]["received"], 5, "{page:#}");
