@@ -463,6 +463,24 @@ async fn a_person_uses_the_page_by_hand() {
             .await,
         0
     );
+    // The tile's stats line reads the call as it is: a frame rate a camera
+    // gives (it once showed getStats' 286 fps of the first second).
+    page.wait_until(
+        "the stats line",
+        "/ [0-9]+ fps/.test(document.querySelector('.tile .stats').textContent)",
+    )
+    .await;
+    let line = page
+        .run("return document.querySelector('.tile .stats').textContent")
+        .await;
+    let line = line.as_str().unwrap_or_default().to_owned();
+    let fps: f64 = line
+        .split(" fps")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame rate in the stats line {line:?}"));
+    assert!(fps > 0.0 && fps <= 45.0, "the stats line says {line:?}");
     let shot = scratch.path("call.png");
     std::fs::write(&shot, page.screenshot().await).unwrap();
     println!("screenshot: {}", shot.display());

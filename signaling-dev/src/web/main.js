@@ -416,15 +416,28 @@ async function updateStats() {
     } catch {
       continue;
     }
+    // Rates from two readings a second apart, ours rather than getStats'
+    // framesPerSecond, which reads hundreds in a call's first second.
+    const now = performance.now();
+    const reading = { at: now, bytes: s.video_in?.bytes_received ?? 0, frames: s.video_in?.frames_decoded ?? 0 };
     const before = previous.get(session);
-    previous.set(session, { at: performance.now(), bytes: s.video_in?.bytes_received ?? 0 });
-    const kbps = before ? ((s.video_in?.bytes_received ?? 0) - before.bytes) * 8 / (performance.now() - before.at) : 0;
+    previous.set(session, reading);
+    const seconds = before ? (now - before.at) / 1000 : 0;
     const parts = [s.connection_state];
-    if (s.video_in) parts.push(`${s.video_in.codec} ${s.video_in.frames_per_second ?? 0} fps`, `${(kbps / 1000).toFixed(2)} Mbit/s`);
+    if (s.video_in) {
+      const rate = (value) => (seconds > 0 ? value / seconds : null);
+      const fps = rate(reading.frames - (before?.frames ?? 0));
+      const bps = rate((reading.bytes - (before?.bytes ?? 0)) * 8);
+      parts.push(
+        `${s.video_in.codec ?? "video"} ${fps === null ? "–" : fps.toFixed(0)} fps`,
+        `${bps === null ? "–" : (bps / 1e6).toFixed(2)} Mbit/s`,
+      );
+    }
     if (s.transport?.rtt_ms != null) parts.push(`rtt ${s.transport.rtt_ms} ms`);
     if (s.glass_to_glass_ms) parts.push(`g2g ${s.glass_to_glass_ms.p50} ms`);
     entry.stats.textContent = parts.join(" · ");
   }
+  for (const session of previous.keys()) if (!app.peers.has(session)) previous.delete(session);
 }
 setInterval(() => void updateStats(), 1000);
 
