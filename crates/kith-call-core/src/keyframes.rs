@@ -3,8 +3,10 @@
 //! peer several frames' worth of bits, so one peer's storm must not turn the
 //! whole mesh's video into keyframes: each peer is heard at most once per
 //! [`PER_PEER_INTERVAL`], and the encoder makes at most one requested
-//! keyframe per [`ENCODER_INTERVAL`]; a request inside that window is not
-//! lost but coalesced into one keyframe at its end.
+//! keyframe per [`ENCODER_INTERVAL`]. A request inside either window is not
+//! lost but coalesced into one keyframe at the encoder window's end: a
+//! receiver's PLI 75 ms after the keyframe that opened its stream (whose
+//! first frame it missed) was dropped, and its video waited 700 ms more.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,13 +34,17 @@ impl KeyframeThrottle {
     /// A request from `link` for the encoder of `codec`; true when the
     /// encoder should make a keyframe now.
     pub fn request(&mut self, now: Instant, link: LinkId, codec: VideoCodec) -> bool {
+        let window = self.encoders.entry(codec).or_default();
         if let Some(last) = self.peers.get(&link)
             && now.duration_since(*last) < PER_PEER_INTERVAL
         {
+            // Heard recently: served by the next keyframe, not one of its own.
+            if window.last.is_some() {
+                window.pending = true;
+            }
             return false;
         }
         self.peers.insert(link, now);
-        let window = self.encoders.entry(codec).or_default();
         match window.last {
             Some(last) if now.duration_since(last) < ENCODER_INTERVAL => {
                 window.pending = true;
@@ -107,5 +113,22 @@ mod tests {
         let _ = throttle.request(now, LinkId(2), VideoCodec::Vp8);
         let due = throttle.next_due();
         assert!(due.is_none_or(|at| at <= now + ENCODER_INTERVAL));
+    }
+
+    #[test]
+    fn a_peer_asking_again_right_after_its_first_keyframe_gets_another() {
+        let mut throttle = KeyframeThrottle::default();
+        let start = Instant::now();
+        // The writer's request as the stream opens, then the receiver's PLI.
+        assert!(throttle.request(start, LinkId(1), VideoCodec::H264));
+        let pli = start + Duration::from_millis(75);
+        assert!(!throttle.request(pli, LinkId(1), VideoCodec::H264));
+        assert_eq!(throttle.next_due(), Some(start + ENCODER_INTERVAL));
+        assert!(throttle.due(pli).is_empty());
+        assert_eq!(
+            throttle.due(start + ENCODER_INTERVAL),
+            vec![VideoCodec::H264]
+        );
+        assert_eq!(throttle.next_due(), None, "one keyframe for both");
     }
 }
