@@ -213,7 +213,7 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
         pages - 1
     );
     for page in &opened {
-        page.wait_until_async("every peer's first frame", &everyone_seen)
+        page.wait_until("every peer's first frame", &everyone_seen)
             .await;
     }
     tokio::time::sleep(WARM_UP).await;

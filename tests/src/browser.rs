@@ -91,26 +91,9 @@ pub struct Page {
 }
 
 impl Page {
-    /// Polls the JavaScript expression `condition` until it is true.
+    /// Polls the JavaScript expression `condition` (it may `await`) until
+    /// it is true.
     pub async fn wait_until(&self, what: &str, condition: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        let script = format!("return !!({condition});");
-        loop {
-            if let Ok(Value::Bool(true)) = self.client.execute(&script, vec![]).await {
-                return;
-            }
-            if Instant::now() > deadline {
-                let report = self.report().await;
-                panic!(
-                    "{what}: `{condition}` did not hold in {PATIENCE:?}; the page reports {report:#}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Polls `condition`, an expression that may `await`, until it is true.
-    pub async fn wait_until_async(&self, what: &str, condition: &str) {
         let deadline = Instant::now() + PATIENCE;
         let script = format!(
             "const done = arguments[arguments.length - 1];
