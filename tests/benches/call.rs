@@ -41,6 +41,28 @@ struct Figures {
     cpu_cores: f64,
 }
 
+impl Figures {
+    /// What both sides' reports name alike, averaged over the receivers
+    /// (freezes summed, from `freezes_at` in each); fps is left to the
+    /// caller, each side counting it its own way.
+    fn of_receivers(peers: &[Value], freezes_at: &[&str], cpu_cores: f64) -> Self {
+        let average = |path: &[&str]| mean(peers.iter().map(|p| get(p, path)));
+        Self {
+            connect_ms: average(&["connect_ms"]),
+            first_frame_ms: average(&["first_frame_ms"]),
+            g2g_p50_ms: average(&["glass_to_glass_ms", "p50"]),
+            g2g_p95_ms: average(&["glass_to_glass_ms", "p95"]),
+            fps: f64::NAN,
+            freezes: peers
+                .iter()
+                .map(|p| get(p, freezes_at))
+                .filter(|f| f.is_finite())
+                .sum(),
+            cpu_cores,
+        }
+    }
+}
+
 /// Clock ticks (utime + stime) of every process whose command line
 /// `matches`, by pid.
 fn cpu_ticks(matches: &dyn Fn(&str) -> bool) -> HashMap<u32, u64> {
@@ -166,17 +188,8 @@ async fn kith_call(name: &str, codec: &str, users: &[&str]) -> Figures {
         peers.extend(report["peers"].as_array().unwrap().iter().cloned());
     }
     Figures {
-        connect_ms: mean(peers.iter().map(|p| get(p, &["connect_ms"]))),
-        first_frame_ms: mean(peers.iter().map(|p| get(p, &["first_frame_ms"]))),
-        g2g_p50_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p50"]))),
-        g2g_p95_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p95"]))),
         fps: mean(peers.iter().map(|p| get(p, &["fps"]))),
-        freezes: peers
-            .iter()
-            .map(|p| get(p, &["freezes"]))
-            .filter(|f| f.is_finite())
-            .sum(),
-        cpu_cores,
+        ..Figures::of_receivers(&peers, &["freezes"], cpu_cores)
     }
 }
 
@@ -238,17 +251,8 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
         page.close().await;
     }
     Figures {
-        connect_ms: mean(peers.iter().map(|p| get(p, &["connect_ms"]))),
-        first_frame_ms: mean(peers.iter().map(|p| get(p, &["first_frame_ms"]))),
-        g2g_p50_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p50"]))),
-        g2g_p95_ms: mean(peers.iter().map(|p| get(p, &["glass_to_glass_ms", "p95"]))),
         fps: mean(fps.into_iter()),
-        freezes: peers
-            .iter()
-            .map(|p| get(p, &["video_in", "freeze_count"]))
-            .filter(|f| f.is_finite())
-            .sum(),
-        cpu_cores,
+        ..Figures::of_receivers(&peers, &["video_in", "freeze_count"], cpu_cores)
     }
 }
 

@@ -126,14 +126,12 @@ impl Page {
 
     /// `window.kith.report()`: the page's figures from getStats, per peer.
     pub async fn report(&self) -> Value {
-        self.client
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 window.kith.report().then(done, (e) => done({ error: String(e) }));",
-                vec![],
-            )
-            .await
-            .unwrap_or_else(|err| json!({ "error": err.to_string() }))
+        self.run_async(
+            "const done = arguments[arguments.length - 1];
+             window.kith.report().then(done, (e) => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
     }
 
     /// Runs `script` (a function body) in the page.

@@ -496,7 +496,7 @@ pub fn write_units(
                             marker: match unit.marker {
                                 Marker::LastPacket => index == last,
                                 Marker::FirstPacket => index == 0,
-                                Marker::None => false,
+                                Marker::Nowhere => false,
                             },
                             payload_type,
                             sequence_number: sequence,

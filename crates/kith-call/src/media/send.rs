@@ -54,7 +54,7 @@ pub enum Marker {
     /// 4.1); a receiver may adapt its playout delay there.
     FirstPacket,
     /// Audio inside a talkspurt, and DTX's silence markers.
-    None,
+    Nowhere,
 }
 
 pub type UnitSender = broadcast::Sender<Arc<MediaUnit>>;
@@ -909,7 +909,7 @@ fn run_audio_source(
                     let marker = if running.in_silence && !silence {
                         Marker::FirstPacket
                     } else {
-                        Marker::None
+                        Marker::Nowhere
                     };
                     running.in_silence = silence;
                     let unit = MediaUnit {
@@ -1185,7 +1185,7 @@ mod tests {
             let expected = if after_silence && !silence {
                 Marker::FirstPacket
             } else {
-                Marker::None
+                Marker::Nowhere
             };
             assert_eq!(*marker, expected, "packet {index} of {bytes} bytes");
             after_silence = silence;
