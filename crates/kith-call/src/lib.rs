@@ -41,6 +41,7 @@ mod estimator;
 pub mod media;
 mod rtcp_filter;
 pub mod signaling;
+mod turn_tcp;
 
 pub use driver::{Call, CallConfig, CallEvents, Participant};
 pub use error::CallError;

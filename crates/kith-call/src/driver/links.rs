@@ -186,7 +186,7 @@ impl Driver {
             session = remote.session.as_str()
         );
         let settings = ConnectionSettings {
-            ice_servers,
+            ice_servers: self.turn_tcp.route(ice_servers).await,
             ice_loopback: self.config.ice_loopback,
             relay_only: self.config.relay_only,
             video_codecs,

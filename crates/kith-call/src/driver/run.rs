@@ -18,6 +18,7 @@ use crate::connection::{PeerEvent, PeerEvents};
 use crate::media::mixer::Mixer;
 use crate::media::send::{AudioSend, SendCounters, UnitSender, VideoSend};
 use crate::signaling::{SignalingEvent, SignalingHandle};
+use crate::turn_tcp::TurnTcpBridges;
 use kith_call_core::LinkId;
 
 /// How long finishing waits for the signaling client to send its last words.
@@ -57,6 +58,9 @@ pub(super) struct Driver {
     pub recordings: usize,
     pub last_sample: Instant,
     pub last_frames_sent: u64,
+    /// Where `turn:…?transport=tcp` servers are reached (webrtc-rs's TURN
+    /// client speaks UDP).
+    pub turn_tcp: TurnTcpBridges,
 }
 
 impl Driver {
@@ -80,6 +84,7 @@ impl Driver {
             recordings: 0,
             last_sample: Instant::now(),
             last_frames_sent: 0,
+            turn_tcp: TurnTcpBridges::default(),
         }
     }
 
