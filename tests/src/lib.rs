@@ -15,6 +15,9 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod desktop;
+pub mod wire;
+
+pub use wire::{Delay, Wire};
 
 /// How long anything may take before a test gives up (generous: CI is a
 /// busy 2-core machine).
@@ -34,7 +37,8 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A fresh folder for one test's files, removed afterwards.
+/// A fresh folder for one test's files, removed afterwards (kept when the
+/// test fails, or when `KITH_E2E_KEEP` is set, to read after).
 #[derive(Debug)]
 pub struct Scratch(pub PathBuf);
 
@@ -53,7 +57,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("KITH_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -296,12 +300,24 @@ pub fn report(path: &Path) -> Value {
 /// Frames decoded from `user`, one figure per stats second, from a
 /// `--stats-json` file.
 pub fn frames_over_time(stats: &Path, user: &str) -> Vec<u64> {
+    stats_over_time(stats, user)
+        .iter()
+        .filter_map(|p| p["frames_decoded"].as_u64())
+        .collect()
+}
+
+/// What the `--stats-json` file says of `user`, one entry per stats second.
+pub fn stats_over_time(stats: &Path, user: &str) -> Vec<Value> {
     std::fs::read_to_string(stats)
         .unwrap_or_else(|err| panic!("no stats at {}: {err}", stats.display()))
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|s| {
-            s["peers"].as_array()?.iter().find(|p| p["user"] == user)?["frames_decoded"].as_u64()
+            s["peers"]
+                .as_array()?
+                .iter()
+                .find(|p| p["user"] == user)
+                .cloned()
         })
         .collect()
 }
@@ -327,30 +343,7 @@ pub struct Coturn {
 impl Coturn {
     pub fn start(secret: &str) -> Self {
         let port = free_port();
-        let dir = Scratch::new(&format!("coturn-{port}"));
-        let mut command = Command::new("turnserver");
-        command
-            .args([
-                "-n",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                "--allow-loopback-peers",
-                "--use-auth-secret",
-                "--realm=kith",
-                "--log-file=stdout",
-                "--no-stdout-log",
-            ])
-            .arg(format!("--listening-port={port}"))
-            .arg(format!("--static-auth-secret={secret}"))
-            .arg(format!(
-                "--pidfile={}",
-                dir.path("turnserver.pid").display()
-            ))
-            .arg(format!("--userdb={}", dir.path("turndb").display()));
-        let process = Process::spawn("turnserver", &mut command);
+        let coturn = Self::spawn(Command::new("turnserver"), "127.0.0.1", port, secret);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + PATIENCE;
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -360,6 +353,50 @@ impl Coturn {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        coturn
+    }
+
+    /// coturn on host a of `lan`, on `LAN_A`:3478 (UDP and TCP), relaying
+    /// from that address.
+    pub fn start_in(lan: &Lan, secret: &str) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &lan.a, "turnserver"]);
+        let coturn = Self::spawn(command, LAN_A, 3478, secret);
+        let deadline = Instant::now() + PATIENCE;
+        while !lan.tcp_listening(&lan.a, LAN_A, 3478) {
+            assert!(
+                Instant::now() < deadline,
+                "turnserver did not listen on {LAN_A}:3478 (is coturn installed? cargo xtask test installs it)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        coturn
+    }
+
+    fn spawn(mut command: Command, ip: &str, port: u16, secret: &str) -> Self {
+        let dir = Scratch::new(&format!("coturn-{ip}-{port}"));
+        command
+            .args([
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--allow-loopback-peers",
+                "--use-auth-secret",
+                "--realm=kith",
+                "--log-file=stdout",
+                "--no-stdout-log",
+            ])
+            .arg(format!("--listening-ip={ip}"))
+            .arg(format!("--relay-ip={ip}"))
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--static-auth-secret={secret}"))
+            .arg(format!(
+                "--pidfile={}",
+                dir.path("turnserver.pid").display()
+            ))
+            .arg(format!("--userdb={}", dir.path("turndb").display()));
+        let process = Process::spawn("turnserver", &mut command);
         Self {
             process,
             port,
@@ -369,15 +406,18 @@ impl Coturn {
 }
 
 /// Two hosts on a LAN of their own: network namespaces joined by a veth
-/// pair, addresses on the veth (10.77.0.1 and 10.77.0.2), loopback up, and
-/// no default route. Removed when dropped. Needs root and iproute2 (and
-/// nftables for [`Lan::lose_udp`]); `cargo xtask test` installs them.
+/// pair (or by a [`Wire`] with a delay), addresses 10.77.0.1 and 10.77.0.2
+/// on the link, loopback up, and no default route. Removed when dropped.
+/// Needs root and iproute2 (and nftables for [`Lan::lose_udp`]); `cargo
+/// xtask test` installs them.
 #[derive(Debug)]
 pub struct Lan {
     pub a: String,
     pub b: String,
-    va: String,
-    vb: String,
+    /// The link's device in each namespace.
+    dev_a: String,
+    dev_b: String,
+    wire: Option<Wire>,
 }
 
 pub const LAN_A: &str = "10.77.0.1";
@@ -390,42 +430,97 @@ fn ip(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn ip_steps(steps: &[Vec<&str>]) {
+    for step in steps {
+        assert!(
+            ip(step),
+            "`ip {}` failed: the network tests need root and iproute2 \
+             (cargo xtask test installs it)",
+            step.join(" ")
+        );
+    }
+}
+
 impl Lan {
-    /// Builds the namespaces and the link (not `new`: it changes the host).
+    /// Builds the namespaces and a veth link (not `new`: it changes the host).
     pub fn up() -> Self {
+        let lan = Self::namespaces("kv");
+        ip_steps(&[
+            vec![
+                "link", "add", &lan.dev_a, "type", "veth", "peer", "name", &lan.dev_b,
+            ],
+            vec!["link", "set", &lan.dev_a, "netns", &lan.a],
+            vec!["link", "set", &lan.dev_b, "netns", &lan.b],
+            vec![
+                "-n",
+                &lan.a,
+                "addr",
+                "add",
+                &format!("{LAN_A}/24"),
+                "dev",
+                &lan.dev_a,
+            ],
+            vec![
+                "-n",
+                &lan.b,
+                "addr",
+                "add",
+                &format!("{LAN_B}/24"),
+                "dev",
+                &lan.dev_b,
+            ],
+        ]);
+        lan.links_up();
+        lan
+    }
+
+    /// The same two hosts with `delay` each way on the link between them:
+    /// a [`Wire`] between two TUN devices instead of the veth.
+    pub fn up_with_delay(delay: Delay) -> Self {
+        let mut lan = Self::namespaces("kt");
+        let open = |dev: &str| {
+            wire::open_tun(dev).unwrap_or_else(|err| {
+                panic!("cannot create TUN device {dev} (needs root and /dev/net/tun): {err}")
+            })
+        };
+        let (tun_a, tun_b) = (open(&lan.dev_a), open(&lan.dev_b));
+        ip_steps(&[
+            vec!["link", "set", &lan.dev_a, "netns", &lan.a],
+            vec!["link", "set", &lan.dev_b, "netns", &lan.b],
+            vec![
+                "-n", &lan.a, "addr", "add", LAN_A, "peer", LAN_B, "dev", &lan.dev_a,
+            ],
+            vec![
+                "-n", &lan.b, "addr", "add", LAN_B, "peer", LAN_A, "dev", &lan.dev_b,
+            ],
+        ]);
+        lan.links_up();
+        lan.wire = Some(Wire::connect(tun_a, tun_b, delay).expect("the wire's threads start"));
+        lan
+    }
+
+    fn namespaces(kind: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
-        let (va, vb) = (format!("kva{tag}"), format!("kvb{tag}"));
         let lan = Lan {
             a: format!("kith-a{tag}"),
             b: format!("kith-b{tag}"),
-            va: va.clone(),
-            vb: vb.clone(),
+            dev_a: format!("{kind}a{tag}"),
+            dev_b: format!("{kind}b{tag}"),
+            wire: None,
         };
-        let (a_addr, b_addr) = (format!("{LAN_A}/24"), format!("{LAN_B}/24"));
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", &lan.a],
-            vec!["netns", "add", &lan.b],
-            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
-            vec!["link", "set", &va, "netns", &lan.a],
-            vec!["link", "set", &vb, "netns", &lan.b],
-            vec!["-n", &lan.a, "addr", "add", &a_addr, "dev", &va],
-            vec!["-n", &lan.b, "addr", "add", &b_addr, "dev", &vb],
-            vec!["-n", &lan.a, "link", "set", &va, "up"],
-            vec!["-n", &lan.b, "link", "set", &vb, "up"],
-            vec!["-n", &lan.a, "link", "set", "lo", "up"],
-            vec!["-n", &lan.b, "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            assert!(
-                ip(&step),
-                "`ip {}` failed: the network tests need root and iproute2 \
-                 (cargo xtask test installs it)",
-                step.join(" ")
-            );
-        }
+        ip_steps(&[vec!["netns", "add", &lan.a], vec!["netns", "add", &lan.b]]);
         lan
+    }
+
+    fn links_up(&self) {
+        ip_steps(&[
+            vec!["-n", &self.a, "link", "set", &self.dev_a, "up"],
+            vec!["-n", &self.b, "link", "set", &self.dev_b, "up"],
+            vec!["-n", &self.a, "link", "set", "lo", "up"],
+            vec!["-n", &self.b, "link", "set", "lo", "up"],
+        ]);
     }
 
     /// `program` run inside namespace `ns`.
@@ -462,22 +557,13 @@ impl Lan {
 
     fn nft(&self, rules: &str) {
         for ns in [&self.a, &self.b] {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", ns, "nft", "-f", "-"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("nft runs (cargo xtask test installs nftables)");
-            if let Some(stdin) = child.stdin.as_mut() {
-                use std::io::Write as _;
-                stdin.write_all(rules.as_bytes()).unwrap();
-            }
-            assert!(child.wait().unwrap().success(), "nft refused: {rules}");
+            nft_in(ns, rules);
         }
     }
 
     /// Both hosts send at most `kbit` kbit/s onto the link (tc tbf).
     pub fn cap_rate(&self, kbit: u32) {
-        for (ns, dev) in [(&self.a, &self.va), (&self.b, &self.vb)] {
+        for (ns, dev) in [(&self.a, &self.dev_a), (&self.b, &self.dev_b)] {
             let rate = format!("{kbit}kbit");
             assert!(
                 ip(&[
@@ -489,15 +575,55 @@ impl Lan {
         }
     }
 
-    /// signaling-dev inside host a.
-    pub fn server(&self) -> Process {
+    /// Lifts [`Lan::cap_rate`].
+    pub fn uncap_rate(&self) {
+        for (ns, dev) in [(&self.a, &self.dev_a), (&self.b, &self.dev_b)] {
+            assert!(
+                ip(&[
+                    "netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"
+                ]),
+                "tc could not lift the rate cap"
+            );
+        }
+    }
+
+    /// Whether something in `ns` accepts TCP connections on `ip:port`.
+    pub fn tcp_listening(&self, ns: &str, ip: &str, port: u16) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{ip}/{port}"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Host b neither sends nor receives UDP on the link (a firewall that
+    /// lets only TCP out); loopback is untouched.
+    pub fn block_udp_at_b(&self) {
+        let dev = &self.dev_b;
+        let rules = format!(
+            "table inet kith_udp_blocked {{\n chain input {{\n  type filter hook input priority 0;\n  \
+             iifname \"{dev}\" meta l4proto udp drop\n }}\n chain output {{\n  \
+             type filter hook output priority 0;\n  oifname \"{dev}\" meta l4proto udp drop\n }}\n}}\n"
+        );
+        nft_in(&self.b, &rules);
+    }
+
+    /// signaling-dev inside host a, with these extra arguments.
+    pub fn server_with(&self, extra: &[String]) -> Process {
         let mut server = Process::spawn(
             "signaling-dev",
             self.exec(&self.a, &binary("signaling-dev"))
-                .args(["--listen", &format!("{LAN_A}:8787")]),
+                .args(["--listen", &format!("{LAN_A}:8787")])
+                .args(extra),
         );
         server.wait_for_line("\"listening\"", PATIENCE);
         server
+    }
+
+    /// signaling-dev inside host a.
+    pub fn server(&self) -> Process {
+        self.server_with(&[])
     }
 
     pub fn url(&self) -> String {
@@ -514,8 +640,24 @@ impl Lan {
     }
 }
 
+/// Loads nftables `rules` in namespace `ns`.
+fn nft_in(ns: &str, rules: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft runs (cargo xtask test installs nftables)");
+    if let Some(stdin) = child.stdin.as_mut() {
+        use std::io::Write as _;
+        stdin.write_all(rules.as_bytes()).unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "nft refused: {rules}");
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
+        // The wire's threads first: they hold the TUN devices.
+        drop(self.wire.take());
         ip(&["netns", "del", &self.a]);
         ip(&["netns", "del", &self.b]);
     }

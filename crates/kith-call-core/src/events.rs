@@ -237,6 +237,9 @@ pub struct PeerSummary {
     /// Mean decoded frames per second while connected.
     pub fps: f64,
     pub freezes: u64,
+    /// Time spent frozen, and the longest single freeze, ms.
+    pub freeze_ms: u64,
+    pub longest_freeze_ms: u64,
     pub glass_to_glass_ms: Option<Percentiles>,
     pub audio_packets_received: u64,
     pub candidate_type: Option<String>,

@@ -17,6 +17,8 @@ pub struct ReceiveCounters {
     pub freezes: AtomicU64,
     /// Time spent frozen, ms (the W3C `totalFreezesDuration`).
     pub freeze_ms: AtomicU64,
+    /// The longest single freeze, ms.
+    pub longest_freeze_ms: AtomicU64,
     /// PLI we sent (the decoder needed a keyframe).
     pub keyframe_requests: AtomicU64,
     /// PLI/FIR the peer sent us for our video.

@@ -101,6 +101,8 @@ impl PeerRecord {
                 0.0
             },
             freezes: self.counters.freezes.load(Ordering::Relaxed),
+            freeze_ms: self.counters.freeze_ms.load(Ordering::Relaxed),
+            longest_freeze_ms: self.counters.longest_freeze_ms.load(Ordering::Relaxed),
             glass_to_glass_ms: Percentiles::of(&self.latencies),
             audio_packets_received: self.counters.audio_packets.load(Ordering::Relaxed),
             candidate_type: self.candidate_type.clone(),

@@ -218,9 +218,11 @@ fn run_video_decoder(
                 counters.frame_decoded(latency);
                 if let Some(gap) = freezes.frame(Instant::now()) {
                     counters.freezes.fetch_add(1, Ordering::Relaxed);
+                    let gap_ms = gap.as_millis() as u64;
+                    counters.freeze_ms.fetch_add(gap_ms, Ordering::Relaxed);
                     counters
-                        .freeze_ms
-                        .fetch_add(gap.as_millis() as u64, Ordering::Relaxed);
+                        .longest_freeze_ms
+                        .fetch_max(gap_ms, Ordering::Relaxed);
                 }
                 for sink in &mut sinks {
                     sink.frame(&frame);
