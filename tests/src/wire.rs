@@ -42,10 +42,20 @@ pub struct Wire {
 /// network namespace; it stays attached to the returned file when moved to
 /// another namespace.
 pub fn open_tun(name: &str) -> std::io::Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+    };
+    let file = match open() {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            // A container may lack the node though the kernel has TUN.
+            make_tun_node()?;
+            open()?
+        }
+        opened => opened?,
+    };
     if name.len() >= libc::IFNAMSIZ {
         return Err(std::io::Error::other(format!(
             "interface name {name} is too long"
@@ -63,6 +73,18 @@ pub fn open_tun(name: &str) -> std::io::Result<File> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(file)
+}
+
+/// `/dev/net/tun` (character device 10:200), as the kernel documents it.
+fn make_tun_node() -> std::io::Result<()> {
+    std::fs::create_dir_all("/dev/net")?;
+    let path = c"/dev/net/tun";
+    // SAFETY: a valid C string; mknod only reads it.
+    let rc = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(10, 200)) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Wire {
