@@ -125,6 +125,7 @@ fn call_config(
             user: user.clone(),
             name: Some(name.clone()),
             token: settings.token.clone(),
+            keepalive: Default::default(),
         },
         video: VideoSendSettings {
             source: video.clone(),

@@ -587,6 +587,32 @@ impl Lan {
         }
     }
 
+    /// Host b moves from `LAN_B` to `address` on the same link, as a
+    /// laptop that changes networks gets a new address: sockets bound to
+    /// the old one stop working.
+    pub fn renumber_b(&self, address: &str) {
+        ip_steps(&[
+            vec![
+                "-n",
+                &self.b,
+                "addr",
+                "del",
+                &format!("{LAN_B}/24"),
+                "dev",
+                &self.dev_b,
+            ],
+            vec![
+                "-n",
+                &self.b,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                &self.dev_b,
+            ],
+        ]);
+    }
+
     /// Whether something in `ns` accepts TCP connections on `ip:port`.
     pub fn tcp_listening(&self, ns: &str, ip: &str, port: u16) -> bool {
         Command::new("ip")

@@ -144,10 +144,11 @@ pub enum CallEvent {
         user: UserId,
         cause: ReconnectCause,
     },
-    /// The peer is back after `PeerReconnecting`.
+    /// The peer is back after `PeerReconnecting`, `after_ms` later.
     PeerReconnected {
         session: SessionId,
         user: UserId,
+        after_ms: u64,
     },
     /// The peer's connection is gone.
     PeerLeft {

@@ -79,7 +79,8 @@ pub struct Link {
     pub sending_audio: Option<AudioCodec>,
     pub created_at: Instant,
     pub connected_once: bool,
-    pub reconnecting: bool,
+    /// Shown as reconnecting since then.
+    pub reconnecting_since: Option<Instant>,
     pub ice: crate::ice_recovery::IceRecovery,
     /// ICE's last reported state.
     pub ice_state: IceState,
@@ -104,7 +105,7 @@ impl Link {
             sending_audio: None,
             created_at: now,
             connected_once: false,
-            reconnecting: false,
+            reconnecting_since: None,
             ice: crate::ice_recovery::IceRecovery::default(),
             ice_state: IceState::New,
         }

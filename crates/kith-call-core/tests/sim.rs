@@ -257,9 +257,16 @@ fn server_restart(first: &str, second: &str) {
             "{name} rebound the connection: {:?}",
             client.events
         );
+        // Back once both have their signaling again, 2 s after it went,
+        // and the event says how long that took.
+        let after_ms = client.events.iter().find_map(|(_, e)| match e {
+            CallEvent::PeerReconnected { after_ms, .. } => Some(*after_ms),
+            _ => None,
+        });
         assert!(
-            client.has(|e| matches!(e, CallEvent::PeerReconnected { .. })),
-            "{name}"
+            after_ms.is_some_and(|ms| (2_000..4_000).contains(&ms)),
+            "{name}: reconnected after {after_ms:?} ms: {:?}",
+            client.events
         );
         assert!(
             !client.has(|e| matches!(e, CallEvent::PeerLeft { .. })),
@@ -277,6 +284,44 @@ fn server_restart(first: &str, second: &str) {
                 .has(|e| matches!(e, CallEvent::PeerLeft { .. }))
         );
     }
+}
+
+/// Bob's address changes: his media path and his signaling connection die
+/// together, and the server keeps his old session in the room until its
+/// pings time out. He must not call his own ghost, alice must take his
+/// offer from the new session as the old connection's, and an ICE restart
+/// must bring that connection back.
+fn address_change(mover: &str, other: &str) {
+    let mut net = call(&["alice", "bob"]);
+    net.break_path("alice", "bob", false);
+    net.lose_signaling_unnoticed(mover);
+    net.run_for(SECOND);
+    net.restore_signaling(mover);
+    net.run_for(15 * SECOND);
+    for name in [mover, other] {
+        let client = net.client(name);
+        assert_eq!(creates(&net, name), 1, "{name}: {:?}", client.events);
+        assert!(
+            client.has(|e| matches!(e, CallEvent::PeerReconnected { .. })),
+            "{name}: {:?}",
+            client.events
+        );
+        assert!(
+            !client.has(|e| matches!(e, CallEvent::PeerLeft { .. })),
+            "{name}: {:?}",
+            client.events
+        );
+    }
+}
+
+#[test]
+fn the_joiner_changes_its_address_and_comes_back_on_its_connection() {
+    address_change("bob", "alice");
+}
+
+#[test]
+fn the_first_in_the_room_changes_its_address_and_comes_back_on_its_connection() {
+    address_change("alice", "bob");
 }
 
 #[test]

@@ -257,6 +257,10 @@ async fn build(
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
         .with_include_loopback_candidate(settings.ice_loopback)
+        // An ICE restart rebinds the sockets and gathers anew: after the
+        // host's address changed, the old sockets and candidates name an
+        // address that is gone, and a restart that kept them never connects.
+        .with_discard_local_candidates_during_ice_restart(true)
         .with_multicast_dns_mode(mdns)
         .build();
     let ice_servers = settings

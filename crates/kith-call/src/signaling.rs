@@ -5,8 +5,13 @@
 //! dropped it sends what is still queued, closes the socket and ends, so a
 //! caller that awaits its task knows the last message (a cancel, a leave)
 //! went out.
+//!
+//! A connection whose path has died (the laptop changed networks, a NAT
+//! forgot it) shows no error for many minutes: TCP keeps retransmitting.
+//! So the client pings the server, and a connection silent for longer
+//! than [`Keepalive::silent_for`] counts as lost and is replaced.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use kith_call_core::Outgoing;
@@ -26,6 +31,29 @@ pub struct SignalingConfig {
     pub user: UserId,
     pub name: Option<DisplayName>,
     pub token: Option<String>,
+    pub keepalive: Keepalive,
+}
+
+/// How a dead connection is noticed.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// A WebSocket ping goes out this often...
+    pub ping_every: Duration,
+    /// ...and nothing heard for this long (no pong, no message) means the
+    /// path is gone.
+    pub silent_for: Duration,
+}
+
+impl Default for Keepalive {
+    /// Two pings unanswered and then some: a lost packet or two on a slow
+    /// link is not a dead connection, a laptop that moved is found within
+    /// 10 s.
+    fn default() -> Self {
+        Self {
+            ping_every: Duration::from_secs(4),
+            silent_for: Duration::from_secs(10),
+        }
+    }
 }
 
 /// What happens on the signaling connection.
@@ -146,9 +174,27 @@ async fn connect_once(
         return ended;
     }
     let mut welcomed = false;
+    let keepalive = config.keepalive;
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + keepalive.ping_every,
+        keepalive.ping_every,
+    );
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= keepalive.silent_for {
+                    return Ended::Lost(format!(
+                        "no word from the server in {} s",
+                        keepalive.silent_for.as_secs_f64()
+                    ));
+                }
+                if let Err(err) = socket.send(Message::Ping(Vec::new().into())).await {
+                    return Ended::Lost(err.to_string());
+                }
+            }
             frame = socket.next() => {
+                last_heard = Instant::now();
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(close))) => {

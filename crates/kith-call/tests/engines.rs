@@ -23,6 +23,7 @@ fn config(url: &str, user: &str) -> CallConfig {
             user: UserId::new(user).unwrap(),
             name: None,
             token: None,
+            keepalive: Default::default(),
         },
         video: VideoSendSettings {
             source: VideoSourceSpec::Synthetic,

@@ -166,6 +166,7 @@ impl CallOptions {
                 user: cli.user.clone(),
                 name: cli.name.clone(),
                 token: cli.token.clone(),
+                keepalive: Default::default(),
             },
             video: VideoSendSettings {
                 source: self.video.clone(),

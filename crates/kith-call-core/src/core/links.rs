@@ -36,7 +36,7 @@ impl CallCore {
             });
         let id = match existing {
             Some(id) => {
-                self.rebind(id, remote.session);
+                self.rebind(now, id, remote.session);
                 id
             }
             None => match self.new_link(now, remote, true) {
@@ -86,7 +86,7 @@ impl CallCore {
         Some(id)
     }
 
-    pub(super) fn rebind(&mut self, id: LinkId, session: SessionId) {
+    pub(super) fn rebind(&mut self, now: Instant, id: LinkId, session: SessionId) {
         let mine = self.session.clone();
         let Some(link) = self.links.get_mut(&id) else {
             return;
@@ -105,24 +105,28 @@ impl CallCore {
                 user,
             });
         }
-        self.maybe_reconnected(id);
+        self.maybe_reconnected(now, id);
     }
 
     /// A link shown as reconnecting that has its media and its signaling
     /// back is reconnected.
-    pub(super) fn maybe_reconnected(&mut self, id: LinkId) {
+    pub(super) fn maybe_reconnected(&mut self, now: Instant, id: LinkId) {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        if !(link.reconnecting
-            && link.detached_since.is_none()
-            && link.state == PeerState::Connected)
-        {
+        if link.detached_since.is_some() || link.state != PeerState::Connected {
             return;
         }
-        link.reconnecting = false;
+        let Some(since) = link.reconnecting_since.take() else {
+            return;
+        };
         let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
-        self.emit(CallEvent::PeerReconnected { session, user });
+        let after_ms = now.saturating_duration_since(since).as_millis() as u64;
+        self.emit(CallEvent::PeerReconnected {
+            session,
+            user,
+            after_ms,
+        });
     }
 
     pub(super) fn remote_offer(
@@ -142,20 +146,33 @@ impl CallCore {
             Some(id) => id,
             None => {
                 // A connection that survived its peer's reconnect: same ICE
-                // credentials, new session.
+                // credentials, new session. Ours may still look attached:
+                // a peer whose address changed reconnects before the
+                // server notices its old session is dead.
                 let survivor = self
                     .links
                     .iter()
                     .find(|(_, l)| {
-                        l.detached_since.is_some()
+                        (l.detached_since.is_some() || l.remote.user == from_user)
                             && l.remote.room == room
                             && l.remote_ufrag.is_some()
                             && l.remote_ufrag == ufrag
                     })
+                    // Its ICE restart may have gone out on the dead
+                    // connection and changed its credentials: then a
+                    // connection to the same user whose path is broken is
+                    // the one it is offering on.
+                    .or_else(|| {
+                        self.links.iter().find(|(_, l)| {
+                            l.remote.room == room
+                                && l.remote.user == from_user
+                                && l.reconnecting_since.is_some()
+                        })
+                    })
                     .map(|(id, _)| *id);
                 match survivor {
                     Some(id) => {
-                        self.rebind(id, from);
+                        self.rebind(now, id, from);
                         id
                     }
                     None => {
@@ -287,10 +304,10 @@ impl CallCore {
         if link.connected_once {
             link.ice.trouble(now);
         }
-        if link.reconnecting || !link.connected_once {
+        if link.reconnecting_since.is_some() || !link.connected_once {
             return;
         }
-        link.reconnecting = true;
+        link.reconnecting_since = Some(now);
         let (session, user) = (link.remote.session.clone(), link.remote.user.clone());
         self.emit(CallEvent::PeerReconnecting {
             session,

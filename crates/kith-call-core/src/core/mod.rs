@@ -77,6 +77,10 @@ impl CoreConfig {
 pub struct CallCore {
     config: CoreConfig,
     session: Option<SessionId>,
+    /// Our sessions before the current one. One whose connection died
+    /// without the server noticing (our address changed) stays listed in
+    /// rooms for up to a minute; it is a ghost of us, not a peer.
+    past_sessions: VecDeque<SessionId>,
     ice_servers: Vec<IceServer>,
     rooms: BTreeSet<RoomId>,
     links: BTreeMap<LinkId, Link>,
@@ -93,12 +97,27 @@ pub struct CallCore {
     out: VecDeque<Output>,
 }
 
+/// Past sessions of ours remembered (each connection is one; a flapping
+/// network makes a few a minute).
+const PAST_SESSIONS: usize = 16;
+
 impl CallCore {
+    /// The current session is over; remember it as ours.
+    fn forget_session(&mut self) {
+        if let Some(old) = self.session.take() {
+            if self.past_sessions.len() == PAST_SESSIONS {
+                self.past_sessions.pop_front();
+            }
+            self.past_sessions.push_back(old);
+        }
+    }
+
     pub fn new(config: CoreConfig, now: Instant) -> Self {
         Self {
             chat: ChatBook::new(config.user.clone()),
             config,
             session: None,
+            past_sessions: VecDeque::new(),
             ice_servers: Vec::new(),
             rooms: BTreeSet::new(),
             links: BTreeMap::new(),
@@ -172,7 +191,8 @@ impl CallCore {
                     session: link.remote.session.clone(),
                     user: link.remote.user.clone(),
                     state: link.state,
-                    reconnecting: link.reconnecting || link.detached_since.is_some(),
+                    reconnecting: link.reconnecting_since.is_some()
+                        || link.detached_since.is_some(),
                     video_codec: link.sending_video.map(|c| c.sdp_name().to_owned()),
                 })
                 .collect(),
@@ -228,7 +248,7 @@ impl CallCore {
                 ..
             } => self.signaling_up(now, session, ice_servers, online),
             Input::SignalingDown { reason } => {
-                self.session = None;
+                self.forget_session();
                 self.detach_all(now);
                 self.emit(CallEvent::SignalingLost { reason });
             }

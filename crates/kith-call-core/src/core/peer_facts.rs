@@ -71,7 +71,7 @@ impl CallCore {
                         connect_ms,
                     });
                 } else {
-                    self.maybe_reconnected(id);
+                    self.maybe_reconnected(now, id);
                 }
                 self.maybe_start_sending(id);
             }
@@ -95,7 +95,7 @@ impl CallCore {
                 IceState::Disconnected | IceState::Failed => self.network_trouble(now, id),
                 IceState::Connected | IceState::Completed => {
                     link.ice.healthy();
-                    self.maybe_reconnected(id);
+                    self.maybe_reconnected(now, id);
                 }
                 _ => {}
             },

@@ -21,6 +21,7 @@ impl CallCore {
         ice_servers: Vec<IceServer>,
         online: Vec<kith_proto::OnlineUser>,
     ) {
+        self.forget_session();
         self.session = Some(session.clone());
         self.ice_servers = ice_servers;
         // Every remote session we knew is gone from the server's view of us;
@@ -47,8 +48,8 @@ impl CallCore {
         let mut reconnecting = Vec::new();
         for link in self.links.values_mut() {
             link.detached_since.get_or_insert(now);
-            if !link.reconnecting && link.connected_once {
-                link.reconnecting = true;
+            if link.reconnecting_since.is_none() && link.connected_once {
+                link.reconnecting_since = Some(now);
                 reconnecting.push((link.remote.session.clone(), link.remote.user.clone()));
             }
         }
@@ -77,6 +78,13 @@ impl CallCore {
                     peers: peers.clone(),
                 });
                 for info in peers {
+                    if self.past_sessions.contains(&info.session) {
+                        debug!(
+                            session = info.session.as_str(),
+                            "skipping a past session of ours"
+                        );
+                        continue;
+                    }
                     let remote = Remote {
                         room: room.clone(),
                         session: info.session,
@@ -104,17 +112,16 @@ impl CallCore {
                 }
                 // Media still flowing means it may be reconnecting its
                 // signaling; media already broken too means it is gone.
-                let media_flows = self
-                    .links
-                    .get(&id)
-                    .is_some_and(|l| l.state == PeerState::Connected && !l.reconnecting);
+                let media_flows = self.links.get(&id).is_some_and(|l| {
+                    l.state == PeerState::Connected && l.reconnecting_since.is_none()
+                });
                 if media_flows {
                     // It may be reconnecting; keep the media until it comes
                     // back, the connection itself dies or the grace runs out.
                     if let Some(link) = self.links.get_mut(&id) {
                         link.detached_since.get_or_insert(now);
-                        if !link.reconnecting {
-                            link.reconnecting = true;
+                        if link.reconnecting_since.is_none() {
+                            link.reconnecting_since = Some(now);
                             let (session, user) =
                                 (link.remote.session.clone(), link.remote.user.clone());
                             self.emit(CallEvent::PeerReconnecting {

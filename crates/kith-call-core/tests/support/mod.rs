@@ -217,6 +217,22 @@ impl Net {
         );
     }
 
+    /// The client's connection dies and the server does not notice (the
+    /// client's address changed): the client reconnects while its old
+    /// session stays in its rooms, and what is sent to that session goes
+    /// nowhere.
+    pub fn lose_signaling_unnoticed(&mut self, name: &str) {
+        let index = self.index(name);
+        self.clients[index].key = None;
+        let now = self.now;
+        self.clients[index].core.handle_input(
+            now,
+            Input::SignalingDown {
+                reason: "test".into(),
+            },
+        );
+    }
+
     pub fn restore_signaling(&mut self, name: &str) {
         let index = self.index(name);
         self.connect(index);
