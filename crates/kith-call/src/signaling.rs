@@ -277,6 +277,52 @@ mod tests {
     use super::*;
     use kith_proto::{RequestId, RoomId, parse_client_message};
 
+    /// A server that welcomes us and then goes quiet without closing (its
+    /// path died): it reads nothing more, so our pings go unanswered. The
+    /// client must call the connection lost rather than wait on TCP.
+    #[tokio::test]
+    async fn a_server_gone_silent_is_noticed_and_replaced() {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/ws", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut socket = tokio_tungstenite::accept_async(tcp).await.expect("ws");
+            let _hello = socket.next().await;
+            let welcome = r#"{"type":"welcome","protocol":1,"session":"s1","user":"alice","name":"Alice","ice_servers":[],"online":[]}"#;
+            socket.send(Message::text(welcome)).await.expect("welcome");
+            // Silent from here on, socket held open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        });
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let config = SignalingConfig {
+            url,
+            user: UserId::new("alice").expect("user"),
+            name: None,
+            token: None,
+            keepalive: Keepalive {
+                ping_every: Duration::from_millis(100),
+                silent_for: Duration::from_millis(400),
+            },
+        };
+        let (_handle, task) = spawn(config, events_tx);
+        let lost = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = events.recv().await {
+                if let SignalingEvent::Disconnected { reason, .. } = event {
+                    return reason;
+                }
+            }
+            String::new()
+        })
+        .await
+        .expect("the silent connection is given up");
+        assert!(lost.contains("no word from the server"), "{lost}");
+        task.abort();
+        server.abort();
+    }
+
     #[test]
     fn a_request_id_goes_on_the_wire_as_id() {
         let outgoing = Outgoing {
