@@ -8,7 +8,7 @@ use tracing::{debug, info};
 use super::CallCore;
 use crate::events::{CallEvent, LeaveReason, ReconnectCause};
 use crate::io::PeerOp;
-use crate::link::{Link, LinkId, PeerState, Remote};
+use crate::link::{IceState, Link, LinkId, PeerState, Remote};
 use crate::negotiation::{ice_ufrag, is_polite};
 
 impl CallCore {
@@ -34,17 +34,23 @@ impl CallCore {
                     })
                     .map(|(id, _)| *id)
             });
-        let id = match existing {
+        let (id, restart) = match existing {
             Some(id) => {
                 self.rebind(now, id, remote.session);
-                id
+                // Its path broke too (our address changed): restart ICE now,
+                // with candidates that go out on the new signaling, rather
+                // than offer the dead path and wait for the next attempt.
+                let path_broken = self.links.get(&id).is_some_and(|l| {
+                    !matches!(l.ice_state, IceState::Connected | IceState::Completed)
+                });
+                (id, path_broken)
             }
             None => match self.new_link(now, remote, true) {
-                Some(id) => id,
+                Some(id) => (id, false),
                 None => return,
             },
         };
-        self.make_offer(id, false);
+        self.make_offer(id, restart);
     }
 
     pub(super) fn make_offer(&mut self, id: LinkId, ice_restart: bool) {
