@@ -343,17 +343,14 @@ pub struct Coturn {
 impl Coturn {
     pub fn start(secret: &str) -> Self {
         let port = free_port();
-        let coturn = Self::spawn(Command::new("turnserver"), "127.0.0.1", port, secret);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "turnserver did not listen on {addr} (is coturn installed? cargo xtask test installs it)"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        coturn
+        Self::spawn(
+            Command::new("turnserver"),
+            "127.0.0.1",
+            port,
+            secret,
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        )
     }
 
     /// coturn on host a of `lan`, on `LAN_A`:3478 (UDP and TCP), relaying
@@ -361,19 +358,20 @@ impl Coturn {
     pub fn start_in(lan: &Lan, secret: &str) -> Self {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &lan.a, "turnserver"]);
-        let coturn = Self::spawn(command, LAN_A, 3478, secret);
-        let deadline = Instant::now() + PATIENCE;
-        while !lan.tcp_listening(&lan.a, LAN_A, 3478) {
-            assert!(
-                Instant::now() < deadline,
-                "turnserver did not listen on {LAN_A}:3478 (is coturn installed? cargo xtask test installs it)"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        coturn
+        Self::spawn(command, LAN_A, 3478, secret, || {
+            lan.tcp_listening(&lan.a, LAN_A, 3478)
+        })
     }
 
-    fn spawn(mut command: Command, ip: &str, port: u16, secret: &str) -> Self {
+    /// Starts `command` (turnserver, perhaps behind `ip netns exec`) on
+    /// `ip:port` and waits until `listening`.
+    fn spawn(
+        mut command: Command,
+        ip: &str,
+        port: u16,
+        secret: &str,
+        listening: impl Fn() -> bool,
+    ) -> Self {
         let dir = Scratch::new(&format!("coturn-{ip}-{port}"));
         command
             .args([
@@ -397,6 +395,14 @@ impl Coturn {
             ))
             .arg(format!("--userdb={}", dir.path("turndb").display()));
         let process = Process::spawn("turnserver", &mut command);
+        let deadline = Instant::now() + PATIENCE;
+        while !listening() {
+            assert!(
+                Instant::now() < deadline,
+                "turnserver did not listen on {ip}:{port} (is coturn installed? cargo xtask test installs it)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Self {
             process,
             port,

@@ -42,6 +42,11 @@ pub struct Wire {
 /// network namespace; it stays attached to the returned file when moved to
 /// another namespace.
 pub fn open_tun(name: &str) -> std::io::Result<File> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other(format!(
+            "interface name {name} is too long"
+        )));
+    }
     let open = || {
         std::fs::OpenOptions::new()
             .read(true)
@@ -56,11 +61,6 @@ pub fn open_tun(name: &str) -> std::io::Result<File> {
         }
         opened => opened?,
     };
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(std::io::Error::other(format!(
-            "interface name {name} is too long"
-        )));
-    }
     // SAFETY: ifreq is plain data; all zeroes is a valid (empty) request.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {

@@ -127,7 +127,7 @@ impl Seen {
                 peer["audio_packets_received"],
                 side.report["chat"]["received"],
                 side.report["chat"]["acked"],
-                side.mean_in_kbps(side.seconds.len().saturating_sub(5)..side.seconds.len()),
+                mean(last(&side.per_second("bitrate_in_kbps"), 5)),
             );
         }
         both
@@ -147,13 +147,12 @@ impl Seen {
             .unwrap_or_else(|| panic!("{}: no {name} in {:#}", self.me, self.report))
     }
 
-    fn mean_in_kbps(&self, seconds: std::ops::Range<usize>) -> f64 {
-        let window = &self.seconds[seconds];
-        let sum: f64 = window
+    /// One stats figure of the other peer, second by second.
+    fn per_second(&self, name: &str) -> Vec<f64> {
+        self.seconds
             .iter()
-            .filter_map(|s| s["bitrate_in_kbps"].as_f64())
-            .sum();
-        sum / window.len().max(1) as f64
+            .map(|s| s[name].as_f64().unwrap_or(0.0))
+            .collect()
     }
 
     /// Chat is reliable: every message arrives and is acked, whatever the loss.
@@ -169,6 +168,21 @@ impl Seen {
             self.me, self.report
         );
     }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+/// The last `n` of `values` (fewer if there are fewer).
+fn last<T>(values: &[T], n: usize) -> &[T] {
+    &values[values.len().saturating_sub(n)..]
+}
+
+/// Whether the video still advanced in each of the last 4 stats seconds.
+fn still_moving<T: PartialOrd>(frames: &[T]) -> bool {
+    let tail = last(frames, 4);
+    tail.len() == 4 && tail.windows(2).all(|w| w[1] > w[0])
 }
 
 /// A 30 s 720p call over a link with 50 ms each way that loses `loss` % of
@@ -199,14 +213,9 @@ fn assert_call_held(side: &Seen) {
         side.me,
         side.report
     );
-    let frames: Vec<u64> = side
-        .seconds
-        .iter()
-        .filter_map(|s| s["frames_decoded"].as_u64())
-        .collect();
-    let tail = &frames[frames.len().saturating_sub(4)..];
+    let frames = side.per_second("frames_decoded");
     assert!(
-        tail.len() == 4 && tail.windows(2).all(|w| w[1] > w[0]),
+        still_moving(&frames),
         "{}'s video stopped: {frames:?}",
         side.me
     );
@@ -246,17 +255,10 @@ fn a_cap_appearing_mid_call_is_fitted_and_lifted() {
         std::thread::sleep(std::time::Duration::from_secs(12));
         lan.uncap_rate();
     });
-    let rates = |side: &Seen, name: &str| -> Vec<f64> {
-        side.seconds
-            .iter()
-            .map(|s| s[name].as_f64().unwrap_or(0.0))
-            .collect()
-    };
-    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
     for side in Seen::both(&scratch, alice, bob) {
         side.assert_chat_whole();
-        let sent = rates(&side, "bitrate_out_kbps");
-        let received = rates(&side, "bitrate_in_kbps");
+        let sent = side.per_second("bitrate_out_kbps");
+        let received = side.per_second("bitrate_in_kbps");
         eprintln!(
             "{} sent {sent:.0?}\n{} received {received:.0?}",
             side.me, side.me
@@ -274,7 +276,7 @@ fn a_cap_appearing_mid_call_is_fitted_and_lifted() {
         );
         // Lifted: the video comes back up, well over what the cap let through.
         let capped_received = mean(&received[13..18]);
-        let after = mean(&received[received.len() - 5..]);
+        let after = mean(last(&received, 5));
         assert!(
             after > 1.5 * capped_received,
             "{}'s video did not come back up after the cap: {received:.0?}",
@@ -365,9 +367,8 @@ fn call_recovers(name: &str, secs: u32, trouble: impl FnOnce(&Lan)) {
         let report = report(&scratch.path(&format!("{me}.json")));
         assert_eq!(report["peers"].as_array().unwrap().len(), 1, "{report:#}");
         let frames = frames_over_time(&scratch.path(&format!("{me}.stats")), other);
-        let tail = &frames[frames.len().saturating_sub(4)..];
         assert!(
-            tail.windows(2).all(|w| w[1] > w[0]),
+            still_moving(&frames),
             "{me}'s video from {other} did not come back: {frames:?}"
         );
     }

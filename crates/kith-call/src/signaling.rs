@@ -170,11 +170,11 @@ async fn connect_once(
         },
         id: None,
     };
-    if let Err(ended) = send(&mut socket, &hello).await {
+    let keepalive = config.keepalive;
+    if let Err(ended) = send(&mut socket, &hello, keepalive.silent_for).await {
         return ended;
     }
     let mut welcomed = false;
-    let keepalive = config.keepalive;
     let mut pings = tokio::time::interval_at(
         tokio::time::Instant::now() + keepalive.ping_every,
         keepalive.ping_every,
@@ -189,8 +189,9 @@ async fn connect_once(
                         keepalive.silent_for.as_secs_f64()
                     ));
                 }
-                if let Err(err) = socket.send(Message::Ping(Vec::new().into())).await {
-                    return Ended::Lost(err.to_string());
+                let ping = Message::Ping(Vec::new().into());
+                if let Err(ended) = send_frame(&mut socket, ping, keepalive.silent_for).await {
+                    return ended;
                 }
             }
             frame = socket.next() => {
@@ -243,7 +244,7 @@ async fn connect_once(
                     // its rooms after `Connected` anyway.
                     continue;
                 }
-                if let Err(ended) = send(&mut socket, &message).await {
+                if let Err(ended) = send(&mut socket, &message, keepalive.silent_for).await {
                     return ended;
                 }
             }
@@ -260,16 +261,31 @@ fn wire_text(message: &Outgoing) -> Result<String, serde_json::Error> {
     serde_json::to_string(&json)
 }
 
-async fn send<S>(socket: &mut S, message: &Outgoing) -> Result<(), Ended>
+async fn send<S>(socket: &mut S, message: &Outgoing, limit: Duration) -> Result<(), Ended>
 where
     S: SinkExt<Message> + Unpin,
     S::Error: std::fmt::Display,
 {
     let text = wire_text(message).map_err(|err| Ended::Lost(err.to_string()))?;
-    socket
-        .send(Message::text(text))
-        .await
-        .map_err(|err| Ended::Lost(err.to_string()))
+    send_frame(socket, Message::text(text), limit).await
+}
+
+/// A frame that has not gone out within `limit` (the path died and the
+/// socket's buffer filled up) ends the connection as silence does, rather
+/// than stall the client and its silence check behind it.
+async fn send_frame<S>(socket: &mut S, frame: Message, limit: Duration) -> Result<(), Ended>
+where
+    S: SinkExt<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    match tokio::time::timeout(limit, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Ended::Lost(err.to_string())),
+        Err(_) => Err(Ended::Lost(format!(
+            "nothing could be sent for {} s",
+            limit.as_secs_f64()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -33,9 +33,9 @@ const QUEUE: usize = 512;
 /// longer than its lifetime (10 min by default) is gone.
 const IDLE: Duration = Duration::from_secs(15 * 60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest frame: a STUN header or ChannelData header, a 16-bit
-/// length and padding.
-const MAX_FRAME: usize = 20 + 65_535 + 3;
+/// TCP TURN servers bridged at once; the server's list names one or two,
+/// and a longer one must not open a socket and a task per entry.
+const MAX_BRIDGES: usize = 8;
 
 /// One bridge per TCP TURN server, kept while the call runs.
 #[derive(Debug, Default)]
@@ -85,6 +85,12 @@ impl TurnTcpBridges {
             && !bridge.task.is_finished()
         {
             return Ok(bridge.local);
+        }
+        self.bridges.retain(|_, bridge| !bridge.task.is_finished());
+        if self.bridges.len() >= MAX_BRIDGES {
+            return Err(io::Error::other(format!(
+                "already bridging {MAX_BRIDGES} TURN servers over TCP"
+            )));
         }
         let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
         let local = socket.local_addr()?;
@@ -180,6 +186,8 @@ async fn carry(
     // TURN messages are small and latency matters more than batching.
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
+    // Bounded: whole frames leave it at once, and a frame is at most a
+    // 20-byte header, a 16-bit length and 3 bytes of padding.
     let mut inbound = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -244,7 +252,6 @@ fn next_frame(stream: &[u8]) -> io::Result<Option<Frame>> {
             ));
         }
     };
-    debug_assert!(frame.consumed <= MAX_FRAME);
     Ok((stream.len() >= frame.consumed).then_some(frame))
 }
 
@@ -317,6 +324,23 @@ mod tests {
     fn a_stream_that_is_not_turn_is_refused() {
         assert!(next_frame(&[0xc0, 0, 0, 0]).is_err());
         assert_eq!(next_frame(&[0x00, 0x01]).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_long_server_list_gets_a_bounded_number_of_bridges() {
+        let mut bridges = TurnTcpBridges::default();
+        let urls = (1..=MAX_BRIDGES + 3)
+            .map(|port| format!("turn:127.0.0.1:{port}?transport=tcp"))
+            .collect();
+        let routed = bridges
+            .route(vec![IceServer {
+                urls,
+                username: None,
+                credential: None,
+            }])
+            .await;
+        assert_eq!(routed[0].urls.len(), MAX_BRIDGES, "{routed:?}");
+        assert_eq!(bridges.bridges.len(), MAX_BRIDGES);
     }
 
     /// A TCP echo server stands in for the TURN server: what the client
