@@ -10,9 +10,6 @@ use kith_media::codec::{AudioCodec, VideoCodec};
 use kith_proto::IceServer;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    CongestionFeedback, configure_congestion_control, configure_rtcp_reports,
-};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
@@ -32,8 +29,8 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
-    SettingEngineBuilder, StatsSelector,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    StatsSelector,
 };
 
 use crate::codecs::{
@@ -41,7 +38,6 @@ use crate::codecs::{
 };
 use crate::error::CallError;
 use crate::media::send::{Marker, MediaUnit, UnitReceiver};
-use crate::rtcp_filter;
 
 /// The core's name for a peer connection.
 pub use kith_call_core::LinkId as PeerId;
@@ -165,46 +161,6 @@ fn local_track(
     )))
 }
 
-/// NACKs a missing video packet may get. webrtc-rs turns retransmissions
-/// (RTX) back into the packets they repair only after its interceptors, so
-/// the NACK generator never learns that a repair arrived and would ask again
-/// every 100 ms for as long as the packet stays in its log (about 17 times,
-/// seen here: 900 retransmissions for 100 lost packets). Two asks cover a
-/// lost retransmission and cost 2× the loss rate in repair traffic.
-const NACKS_PER_PACKET: u16 = 3;
-/// How often missing packets are asked for. webrtc-rs's 100 ms means a
-/// packet whose retransmission is lost too is asked for again only after
-/// the frame assembler has nearly given up on it (200 ms).
-const NACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(40);
-
-/// webrtc-rs's `configure_nack` with the generator's asks bounded.
-fn nack(
-    registry: Registry,
-    engine: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
-) -> Registry {
-    for parameter in ["", "pli"] {
-        engine.register_feedback(
-            rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
-                typ: "nack".to_owned(),
-                parameter: parameter.to_owned(),
-            },
-            RtpCodecKind::Video,
-        );
-    }
-    registry
-        .with(
-            rtc::interceptor::Slot::NackResponder,
-            rtc::interceptor::NackResponderBuilder::new().build(),
-        )
-        .with(
-            rtc::interceptor::Slot::NackGenerator,
-            rtc::interceptor::NackGeneratorBuilder::new()
-                .with_interval(NACK_INTERVAL)
-                .with_max_nacks_per_packet(NACKS_PER_PACKET)
-                .build(),
-        )
-}
-
 /// Connectivity checks every 50 ms, as libwebrtc paces them, not
 /// webrtc-rs's 200 ms: the checks were most of a call's 400 ms set-up.
 const ICE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -240,20 +196,12 @@ async fn build(
     mdns: MulticastDnsMode,
 ) -> Result<Arc<dyn PeerConnection>, CallError> {
     let mut engine = media_engine(&settings.video_codecs, &settings.audio_codecs)?;
-    let registry = nack(Registry::new(), &mut engine);
-    let registry = configure_rtcp_reports(registry);
     let estimator = crate::estimator::Estimator::new(
         f64::from(settings.start_bitrate_bps),
         100_000.0,
         f64::from(settings.max_bitrate_bps.max(settings.start_bitrate_bps)),
     );
-    let registry =
-        configure_congestion_control(registry, estimator, CongestionFeedback::Twcc, &mut engine)
-            .map_err(CallError::webrtc("configure congestion control"))?
-            .with(
-                rtc::interceptor::Slot::from(rtcp_filter::SLOT),
-                rtcp_filter::KeyframeRequestFilter::default(),
-            );
+    let registry = crate::chain::registry(&mut engine, estimator)?;
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
         .with_include_loopback_candidate(settings.ice_loopback)

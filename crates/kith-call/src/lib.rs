@@ -31,6 +31,7 @@
 //! a WAV recording.
 
 pub mod candidates;
+mod chain;
 pub mod codecs;
 mod connection;
 pub mod counters;
@@ -39,6 +40,8 @@ mod driver;
 pub mod error;
 mod estimator;
 pub mod media;
+mod nack;
+mod pacer;
 mod rtcp_filter;
 pub mod signaling;
 mod turn_tcp;

@@ -34,7 +34,7 @@ pub type RtcpSink = Arc<dyn Fn(&[Box<dyn rtc::rtcp::Packet>]) + Send + Sync>;
 
 /// How long a missing video packet is waited for (a NACK round trip on a
 /// bad link) before the frames behind it go on without it.
-const MAX_PACKET_WAIT: Duration = Duration::from_millis(200);
+const MAX_PACKET_WAIT: Duration = Duration::from_millis(400);
 
 /// A keyframe request is sent at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
