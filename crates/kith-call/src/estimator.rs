@@ -1,7 +1,10 @@
-//! The bandwidth estimator the congestion-control interceptor runs: GCC,
-//! with what it sees logged once a second (target `kith_call::estimator`
-//! at debug) so a collapsing estimate can be told apart: the delay half or
-//! the loss half, and the loss it measured.
+//! The bandwidth estimator the congestion-control interceptor runs: GCC's
+//! delay half and our own loss half ([`loss`]), the lower of the two, with
+//! what they see logged once a second (target `kith_call::estimator` at
+//! debug) so a collapsing estimate can be told apart: the delay half or the
+//! loss half, and the loss it measured.
+
+mod loss;
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +27,12 @@ pub fn estimate_from_target(target_bps: f64) -> f64 {
 }
 
 pub struct Estimator {
+    /// GCC, of which only the delay half is used: its loss half gives up
+    /// the link's capacity to loss the rate does not cause.
     gcc: Gcc,
+    loss: loss::LossHalf,
+    min_bps: f64,
+    max_bps: f64,
     last_log: Option<Instant>,
     reported: usize,
     lost: usize,
@@ -34,6 +42,9 @@ impl Estimator {
     pub fn new(start_bps: f64, min_bps: f64, max_bps: f64) -> Self {
         Self {
             gcc: Gcc::new(start_bps, min_bps, max_bps),
+            loss: loss::LossHalf::new(start_bps, min_bps, max_bps),
+            min_bps,
+            max_bps,
             last_log: None,
             reported: 0,
             lost: 0,
@@ -41,19 +52,32 @@ impl Estimator {
     }
 }
 
+impl Estimator {
+    /// The lower of the two halves.
+    fn estimate(&self) -> f64 {
+        self.gcc
+            .delay_based_bitrate()
+            .min(self.loss.target())
+            .clamp(self.min_bps, self.max_bps)
+    }
+}
+
 impl BandwidthEstimator for Estimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         self.gcc.on_reports(now, reports);
+        let lost = reports.iter().filter(|r| !r.arrived).count();
+        self.loss.update(now, lost, reports.len());
         self.reported += reports.len();
-        self.lost += reports.iter().filter(|r| !r.arrived).count();
+        self.lost += lost;
         if self
             .last_log
             .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
         {
             debug!(
-                target_bps = self.gcc.target_bitrate() as u64,
+                target_bps = self.estimate() as u64,
                 delay_bps = self.gcc.delay_based_bitrate() as u64,
-                loss_bps = self.gcc.loss_based_bitrate() as u64,
+                loss_bps = self.loss.target() as u64,
+                inherent_loss = self.loss.inherent(),
                 reported = self.reported,
                 lost = self.lost,
                 "estimate"
@@ -65,7 +89,7 @@ impl BandwidthEstimator for Estimator {
     }
 
     fn target_bitrate(&self) -> f64 {
-        self.gcc.target_bitrate() * PACING_FACTOR
+        self.estimate() * PACING_FACTOR
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -77,6 +101,9 @@ impl BandwidthEstimator for Estimator {
     }
 
     fn stats(&self) -> EstimatorStats {
-        self.gcc.stats()
+        let mut stats = self.gcc.stats();
+        stats.loss_based_bitrate = Some(self.loss.target());
+        stats.packet_loss = self.loss.average();
+        stats
     }
 }
