@@ -29,6 +29,11 @@ pub const MAX_RETRANSMISSION_WAIT: Duration = Duration::from_millis(500);
 pub const MAX_VIDEO_PACKETS: usize = 2048;
 /// Retransmissions held; a peer's NACKs cannot queue more.
 pub const MAX_RETRANSMISSIONS: usize = 512;
+/// Retransmissions may use at most the bandwidth estimate, as libwebrtc's
+/// retransmission rate limiter allows: past it a lossy link's NACKs would
+/// crowd out the video they repair (4.5 Mbit/s of resends seen on a
+/// 500 kbit/s link), and a resend over budget is dropped, not queued.
+const RETRANSMISSION_SHARE: f64 = 1.0;
 /// The rate before the congestion controller's first estimate.
 const START_BPS: f64 = 1_000_000.0;
 /// The shortest wait the pacer asks for. The bucket's wait for the last
@@ -40,6 +45,9 @@ const MIN_DRAIN_TIME: Duration = Duration::from_millis(20);
 
 pub struct PriorityPacer {
     bucket: Pacer,
+    /// What retransmissions may spend, refilled at [`RETRANSMISSION_SHARE`]
+    /// of the estimate.
+    retransmission_budget: Pacer,
     /// What the congestion controller last asked for.
     target_bps: f64,
     audio_ssrcs: HashSet<u32>,
@@ -58,6 +66,7 @@ impl Default for PriorityPacer {
     fn default() -> Self {
         Self {
             bucket: Pacer::new(START_BPS),
+            retransmission_budget: Pacer::new(retransmission_rate(START_BPS)),
             target_bps: START_BPS,
             audio_ssrcs: HashSet::new(),
             rtx_ssrcs: HashSet::new(),
@@ -79,6 +88,10 @@ impl std::fmt::Debug for PriorityPacer {
             .field("retransmissions", &self.retransmissions.len())
             .finish_non_exhaustive()
     }
+}
+
+fn retransmission_rate(target_bps: f64) -> f64 {
+    crate::estimator::estimate_from_target(target_bps) * RETRANSMISSION_SHARE
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
@@ -183,6 +196,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             })
         {
             self.target_bps = bits_per_second.max(0.0);
+            self.retransmission_budget.refill(msg.now);
+            self.retransmission_budget
+                .set_target_bitrate(retransmission_rate(self.target_bps));
             self.set_rate(msg.now);
         }
         self.read_queue.push_back(msg);
@@ -217,7 +233,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
                     .any(|queued| self.repaired(queued) == repaired);
             // A second ask for a packet whose resend has not left yet
             // would only send it twice.
-            if !queued && self.retransmissions.len() < MAX_RETRANSMISSIONS {
+            let bits = bits_of(&msg);
+            self.retransmission_budget.refill(msg.now);
+            if !queued
+                && self.retransmissions.len() < MAX_RETRANSMISSIONS
+                && self.retransmission_budget.can_afford(bits)
+            {
+                self.retransmission_budget.consume(bits);
                 self.retransmissions.push_back(msg);
             }
         } else if self.video.len() < MAX_VIDEO_PACKETS {
@@ -388,7 +410,7 @@ mod tests {
     #[test]
     fn a_second_ask_for_a_queued_resend_is_not_sent_twice() {
         let now = Instant::now();
-        let mut pacer = pacer(100_000.0);
+        let mut pacer = pacer(1_000_000.0);
         for seq in 0..20 {
             pacer
                 .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
@@ -400,6 +422,20 @@ mod tests {
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         let resent: Vec<u16> = out.iter().filter(|p| p.0 == RTX).map(|p| p.1).collect();
         assert_eq!(resent, vec![0, 2]);
+    }
+
+    #[test]
+    fn resends_are_held_to_the_estimate() {
+        let now = Instant::now();
+        // 250 kbit/s paced is a 100 kbit/s estimate: 100 ms of it is about
+        // one 8.2 kbit resend past the burst; 100 asked at once must not
+        // all go.
+        let mut pacer = pacer(250_000.0);
+        for seq in 0..100 {
+            pacer.handle_write(resend(now, seq, seq)).expect("writes");
+        }
+        let out = drain(&mut pacer, now + Duration::from_secs(2));
+        assert!((1..10).contains(&out.len()), "{} resends went", out.len());
     }
 
     #[test]
