@@ -1,7 +1,8 @@
 //! The interceptor chain every peer connection runs. webrtc-rs's own parts
 //! where they do the job (RTCP reports, the NACK responder, TWCC, the
-//! congestion controller); ours where theirs fell short: the NACK requester,
-//! the pacer, the estimator and the keyframe-request filter.
+//! congestion controller); ours where theirs fell short: the RTX unwrapper,
+//! the NACK requester, the pacer, the estimator and the keyframe-request
+//! filter.
 
 use rtc::interceptor::{
     CongestionControlBuilder, NackResponderBuilder, Registry, Slot, TwccReceiverBuilder,
@@ -55,6 +56,10 @@ pub fn registry(engine: &mut MediaEngine, estimator: Estimator) -> Result<Regist
     }
     Ok(configure_rtcp_reports(Registry::new())
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::from(crate::rtx::SLOT),
+            crate::rtx::RtxUnwrapper::default(),
+        )
         .with(Slot::NackGenerator, NackRequester::default())
         .with(
             Slot::CongestionControl,

@@ -43,6 +43,7 @@ pub mod media;
 mod nack;
 mod pacer;
 mod rtcp_filter;
+mod rtx;
 pub mod signaling;
 mod turn_tcp;
 

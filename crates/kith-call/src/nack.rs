@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
+};
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
@@ -197,7 +199,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(rtp) = &msg.message.packet {
             let ssrc = rtp.header.ssrc;
-            if let Some(stream) = self.streams.get_mut(&ssrc) {
+            if msg.message.has(&Attribute::Retransmission) && self.streams.contains_key(&ssrc) {
+                // Unwrapped from RTX wire-ward of here (crate::rtx).
+                self.repaired(ssrc, rtp.header.sequence_number, msg.now);
+            } else if let Some(stream) = self.streams.get_mut(&ssrc) {
                 let before = stream.missing.len();
                 stream.received(rtp.header.sequence_number, msg.now);
                 if stream.missing.len() > before {
@@ -248,12 +253,16 @@ fn wants_nack(info: &StreamInfo) -> bool {
 
 impl Interceptor for NackRequester {
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
-        if !wants_nack(info) {
+        // webrtc-rs binds a repair flow in its own right too, with its
+        // media's codec and feedback: tracked as media, its packets would
+        // never count as repairs, and every loss was asked for ten times.
+        if !wants_nack(info) || self.rtx_of.contains_key(&info.ssrc) {
             return;
         }
         self.streams.insert(info.ssrc, Stream::default());
         if let Some(rtx) = info.ssrc_rtx {
             self.rtx_of.insert(rtx, info.ssrc);
+            self.streams.remove(&rtx);
         }
     }
 
@@ -277,16 +286,20 @@ mod tests {
 
     fn requester() -> NackRequester {
         let mut requester = NackRequester::default();
-        requester.bind_remote_stream(&StreamInfo {
-            ssrc: MEDIA,
-            ssrc_rtx: Some(RTX),
+        let video = |ssrc, ssrc_rtx| StreamInfo {
+            ssrc,
+            ssrc_rtx,
             mime_type: "video/VP8".to_owned(),
             rtcp_feedback: vec![RTCPFeedback {
                 typ: "nack".to_owned(),
                 parameter: String::new(),
             }],
             ..Default::default()
-        });
+        };
+        // As webrtc-rs binds them: the media with its repair flow, then the
+        // repair flow in its own right, with the media's codec.
+        requester.bind_remote_stream(&video(MEDIA, Some(RTX)));
+        requester.bind_remote_stream(&video(RTX, None));
         requester
     }
 
@@ -313,10 +326,26 @@ mod tests {
         arrive(requester, now, MEDIA, seq, &[0; 10]);
     }
 
+    /// A repair as the chain hands it on: unwrapped from RTX (crate::rtx).
     fn repair(requester: &mut NackRequester, now: Instant, seq: u16) {
-        let mut payload = seq.to_be_bytes().to_vec();
-        payload.extend_from_slice(&[0; 10]);
-        arrive(requester, now, RTX, 0, &payload);
+        let mut message = AttributedPacket::new(Packet::Rtp(rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                ssrc: MEDIA,
+                sequence_number: seq,
+                ..Default::default()
+            },
+            payload: vec![0; 10].into(),
+        }));
+        message.add(Attribute::Retransmission);
+        requester
+            .handle_read(TaggedPacket {
+                now,
+                transport: TransportContext::default(),
+                message,
+            })
+            .expect("reads");
+        requester.poll_read();
     }
 
     /// Runs the timer up to `until`; the sequence numbers asked for.
