@@ -16,11 +16,14 @@
 //! (kith-media's `codec::factory`) encodes once for the whole call; the
 //! packetizer splits each frame into RTP payloads once and broadcasts them;
 //! each peer's RTP writer (`connection::write_units`) stamps its own SSRC and
-//! sequence numbers and hands them to webrtc-rs (SRTP, NACK, TWCC, pacing).
+//! sequence numbers and hands them to webrtc-rs, whose interceptor chain
+//! (built in `chain`) paces them (`pacer`: audio first, then
+//! retransmissions, then video), answers NACKs and stamps TWCC before SRTP.
 //! Audio takes the same way from [`media::send`]'s audio thread (microphone
 //! through the echo canceller, tone or WAV) through Opus or G.711.
 //!
-//! Wire to screen: webrtc-rs delivers each remote track's RTP to
+//! Wire to screen: the chain unwraps retransmissions (`rtx`) and asks for
+//! what is missing (`nack`); webrtc-rs delivers each remote track's RTP to
 //! [`media::receive`]; [`media::assembler`] reorders packets and releases
 //! whole frames (the video jitter buffer); a decoder thread per track
 //! decodes them and hands every frame to the sinks of [`media::sinks`] (the
