@@ -285,7 +285,7 @@ fn a_cap_appearing_mid_call_is_fitted_and_lifted() {
         );
         // Lifted: the video comes back up, well over what the cap let through.
         let capped_received = mean(&received[13..18]);
-        let after = mean(last(&received, 5));
+        let after = mean(last(received, 5));
         assert!(
             after > 1.5 * capped_received,
             "{}'s video did not come back up after the cap: {received:.0?}",
