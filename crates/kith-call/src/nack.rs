@@ -7,9 +7,10 @@
 //! whether or not the repair came, and stops asking before a lost repair of
 //! a 100 ms round trip could be asked for again. This one works as
 //! libwebrtc's `NackRequester` does: it asks as soon as a gap shows, sees
-//! the RTX that repairs a packet, and asks again only after the time a
-//! repair takes (measured from its own asks) has passed. No crate offers
-//! this for webrtc-rs's interceptor chain, so it is written here.
+//! each repair (unwrapped from RTX wire-ward of here by [`crate::rtx`] and
+//! marked [`Attribute::Retransmission`]), and asks again only after the
+//! time a repair takes (measured from its own asks) has passed. No crate
+//! offers this for webrtc-rs's interceptor chain, so it is written here.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -95,8 +96,6 @@ impl Stream {
 pub struct NackRequester {
     sender_ssrc: u32,
     streams: HashMap<u32, Stream>,
-    /// RTX SSRC → the media SSRC it repairs.
-    rtx_of: HashMap<u32, u32>,
     /// Smoothed time from an ask to the repair's arrival.
     repair_time: Duration,
     next_check: Option<Instant>,
@@ -109,7 +108,6 @@ impl Default for NackRequester {
         Self {
             sender_ssrc: rand::random(),
             streams: HashMap::new(),
-            rtx_of: HashMap::new(),
             repair_time: INITIAL_REPAIR_TIME,
             next_check: None,
             read_queue: VecDeque::new(),
@@ -200,7 +198,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
         if let Packet::Rtp(rtp) = &msg.message.packet {
             let ssrc = rtp.header.ssrc;
             if msg.message.has(&Attribute::Retransmission) && self.streams.contains_key(&ssrc) {
-                // Unwrapped from RTX wire-ward of here (crate::rtx).
                 self.repaired(ssrc, rtp.header.sequence_number, msg.now);
             } else if let Some(stream) = self.streams.get_mut(&ssrc) {
                 let before = stream.missing.len();
@@ -209,11 +206,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
                     // Ask now, not on the next tick.
                     self.next_check = Some(msg.now);
                 }
-            } else if let Some(&media_ssrc) = self.rtx_of.get(&ssrc)
-                && let Some(osn) = rtp.payload.get(..2)
-            {
-                let seq = u16::from_be_bytes([osn[0], osn[1]]);
-                self.repaired(media_ssrc, seq, msg.now);
             }
         }
         self.read_queue.push_back(msg);
@@ -252,23 +244,18 @@ fn wants_nack(info: &StreamInfo) -> bool {
 }
 
 impl Interceptor for NackRequester {
+    // webrtc-rs binds a repair flow in its own right too, with its media's
+    // codec and feedback. Its packets never get here as they are: the RTX
+    // unwrapper, bound from the same association, turns each into the media
+    // packet it repairs, so the flow's entry here stays empty.
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
-        // webrtc-rs binds a repair flow in its own right too, with its
-        // media's codec and feedback: tracked as media, its packets would
-        // never count as repairs, and every loss was asked for ten times.
-        if !wants_nack(info) || self.rtx_of.contains_key(&info.ssrc) {
-            return;
-        }
-        self.streams.insert(info.ssrc, Stream::default());
-        if let Some(rtx) = info.ssrc_rtx {
-            self.rtx_of.insert(rtx, info.ssrc);
-            self.streams.remove(&rtx);
+        if wants_nack(info) {
+            self.streams.insert(info.ssrc, Stream::default());
         }
     }
 
     fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
-        self.rtx_of.retain(|_, media| *media != info.ssrc);
     }
 
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}

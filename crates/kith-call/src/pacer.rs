@@ -111,8 +111,7 @@ impl PriorityPacer {
         };
         let ssrc = rtp.header.ssrc;
         if self.rtx_ssrcs.contains(&ssrc) {
-            let osn = rtp.payload.get(..2)?;
-            Some((ssrc, u16::from_be_bytes([osn[0], osn[1]])))
+            Some((ssrc, crate::rtx::original_sequence_number(rtp)?))
         } else {
             Some((ssrc, rtp.header.sequence_number))
         }

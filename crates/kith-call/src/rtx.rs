@@ -22,6 +22,13 @@ use rtc::shared::error::Error;
 /// Between the FEC decoder (6,000) and the NACK requester (7,000).
 pub const SLOT: usize = 6_500;
 
+/// The sequence number of the packet an RTX packet repairs: the first two
+/// bytes of its payload (RFC 4588 §4). None for padding without one.
+pub fn original_sequence_number(rtx: &rtc::rtp::Packet) -> Option<u16> {
+    let osn = rtx.payload.get(..2)?;
+    Some(u16::from_be_bytes([osn[0], osn[1]]))
+}
+
 #[derive(Default)]
 pub struct RtxUnwrapper {
     /// RTX SSRC → (media SSRC, media payload type).
@@ -51,10 +58,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxUnwrapper {
         {
             // A repair flow's packet without the original sequence number
             // is padding (a bandwidth probe): nothing to repair.
-            let Some(osn) = rtp.payload.get(..2) else {
+            let Some(original) = original_sequence_number(rtp) else {
                 return Ok(());
             };
-            rtp.header.sequence_number = u16::from_be_bytes([osn[0], osn[1]]);
+            rtp.header.sequence_number = original;
             rtp.header.ssrc = ssrc;
             rtp.header.payload_type = payload_type;
             rtp.header.padding = false;
