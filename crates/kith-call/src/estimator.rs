@@ -31,8 +31,6 @@ pub struct Estimator {
     /// the link's capacity to loss the rate does not cause.
     gcc: Gcc,
     loss: loss::LossHalf,
-    min_bps: f64,
-    max_bps: f64,
     last_log: Option<Instant>,
     reported: usize,
     lost: usize,
@@ -43,22 +41,16 @@ impl Estimator {
         Self {
             gcc: Gcc::new(start_bps, min_bps, max_bps),
             loss: loss::LossHalf::new(start_bps, min_bps, max_bps),
-            min_bps,
-            max_bps,
             last_log: None,
             reported: 0,
             lost: 0,
         }
     }
-}
 
-impl Estimator {
-    /// The lower of the two halves.
+    /// The lower of the two halves (each kept within the bounds it was
+    /// made with).
     fn estimate(&self) -> f64 {
-        self.gcc
-            .delay_based_bitrate()
-            .min(self.loss.target())
-            .clamp(self.min_bps, self.max_bps)
+        self.gcc.delay_based_bitrate().min(self.loss.target())
     }
 }
 

@@ -133,10 +133,10 @@ impl LossHalf {
     }
 
     /// Folds in one batch of feedback: `lost` of `total` packets did not
-    /// arrive. Returns the target.
-    pub fn update(&mut self, now: Instant, lost: usize, total: usize) -> f64 {
+    /// arrive.
+    pub fn update(&mut self, now: Instant, lost: usize, total: usize) {
         if total == 0 {
-            return self.target;
+            return;
         }
         let sample = lost as f64 / total as f64;
         let average = self
@@ -151,7 +151,7 @@ impl LossHalf {
             .last_change
             .is_some_and(|last| now.saturating_duration_since(last) < INTERVAL)
         {
-            return self.target;
+            return;
         }
         let excess = average.min(sample) - inherent;
         let measured = !self.windows.is_empty();
@@ -176,7 +176,6 @@ impl LossHalf {
                 self.last_change = Some(now);
             }
         }
-        self.target
     }
 }
 
