@@ -48,6 +48,8 @@ mod pacer;
 mod rtcp_filter;
 mod rtx;
 pub mod signaling;
+#[cfg(test)]
+mod test_packets;
 mod turn_tcp;
 
 pub use driver::{Call, CallConfig, CallEvents, Participant};

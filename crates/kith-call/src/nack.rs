@@ -267,6 +267,7 @@ mod tests {
     use rtc::interceptor::RTCPFeedback;
 
     use super::*;
+    use crate::test_packets;
 
     const MEDIA: u32 = 10;
     const RTX: u32 = 11;
@@ -292,19 +293,7 @@ mod tests {
 
     fn arrive(requester: &mut NackRequester, now: Instant, ssrc: u32, seq: u16, payload: &[u8]) {
         requester
-            .handle_read(TaggedPacket {
-                now,
-                transport: TransportContext::default(),
-                message: AttributedPacket::new(Packet::Rtp(rtc::rtp::Packet {
-                    header: rtc::rtp::header::Header {
-                        version: 2,
-                        ssrc,
-                        sequence_number: seq,
-                        ..Default::default()
-                    },
-                    payload: payload.to_vec().into(),
-                })),
-            })
+            .handle_read(test_packets::rtp(now, ssrc, seq, payload))
             .expect("reads");
         requester.poll_read();
     }
@@ -315,23 +304,9 @@ mod tests {
 
     /// A repair as the chain hands it on: unwrapped from RTX (crate::rtx).
     fn repair(requester: &mut NackRequester, now: Instant, seq: u16) {
-        let mut message = AttributedPacket::new(Packet::Rtp(rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                ssrc: MEDIA,
-                sequence_number: seq,
-                ..Default::default()
-            },
-            payload: vec![0; 10].into(),
-        }));
-        message.add(Attribute::Retransmission);
-        requester
-            .handle_read(TaggedPacket {
-                now,
-                transport: TransportContext::default(),
-                message,
-            })
-            .expect("reads");
+        let mut packet = test_packets::rtp(now, MEDIA, seq, &[0; 10]);
+        packet.message.add(Attribute::Retransmission);
+        requester.handle_read(packet).expect("reads");
         requester.poll_read();
     }
 

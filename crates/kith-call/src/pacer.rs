@@ -301,6 +301,7 @@ mod tests {
     use rtc::shared::TransportContext;
 
     use super::*;
+    use crate::test_packets;
 
     const AUDIO: u32 = 1;
     const VIDEO: u32 = 2;
@@ -334,26 +335,10 @@ mod tests {
         pacer
     }
 
-    fn rtp(now: Instant, ssrc: u32, seq: u16, payload: &[u8]) -> TaggedPacket {
-        TaggedPacket {
-            now,
-            transport: TransportContext::default(),
-            message: AttributedPacket::new(Packet::Rtp(rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    ssrc,
-                    sequence_number: seq,
-                    ..Default::default()
-                },
-                payload: payload.to_vec().into(),
-            })),
-        }
-    }
-
     fn resend(now: Instant, repaired_seq: u16, rtx_seq: u16) -> TaggedPacket {
         let mut payload = repaired_seq.to_be_bytes().to_vec();
         payload.extend_from_slice(&[0; 1000]);
-        let mut packet = rtp(now, RTX, rtx_seq, &payload);
+        let mut packet = test_packets::rtp(now, RTX, rtx_seq, &payload);
         packet.message.add(Attribute::Retransmission);
         packet
     }
@@ -380,11 +365,11 @@ mod tests {
         let mut pacer = pacer(300_000.0);
         for seq in 0..50 {
             pacer
-                .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
                 .expect("writes");
         }
         pacer
-            .handle_write(rtp(now, AUDIO, 7, &[0; 80]))
+            .handle_write(test_packets::rtp(now, AUDIO, 7, &[0; 80]))
             .expect("writes");
         let first = drain(&mut pacer, now);
         assert!(first.contains(&(AUDIO, 7, now)), "{first:?}");
@@ -397,7 +382,7 @@ mod tests {
         let mut pacer = pacer(300_000.0);
         for seq in 0..40 {
             pacer
-                .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
                 .expect("writes");
         }
         drain(&mut pacer, now);
@@ -412,7 +397,7 @@ mod tests {
         let mut pacer = pacer(1_000_000.0);
         for seq in 0..20 {
             pacer
-                .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
                 .expect("writes");
         }
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
@@ -456,7 +441,7 @@ mod tests {
         let mut pacer = pacer(100_000.0);
         for seq in 0..200 {
             pacer
-                .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
                 .expect("writes");
         }
         let out = drain(&mut pacer, now + Duration::from_secs(30));
@@ -477,7 +462,7 @@ mod tests {
         let mut pacer = pacer(1_000_000.0);
         for seq in 0..40 {
             pacer
-                .handle_write(rtp(now, VIDEO, seq, &[0; 1200]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
                 .expect("writes");
         }
         let out = drain(&mut pacer, now + Duration::from_secs(2));
@@ -495,7 +480,7 @@ mod tests {
         let mut pacer = pacer(1.0);
         for seq in 0..(MAX_VIDEO_PACKETS as u32 + 100) {
             pacer
-                .handle_write(rtp(now, VIDEO, seq as u16, &[0; 10]))
+                .handle_write(test_packets::rtp(now, VIDEO, seq as u16, &[0; 10]))
                 .expect("writes");
         }
         assert_eq!(pacer.video.len(), MAX_VIDEO_PACKETS);

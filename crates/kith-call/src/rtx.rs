@@ -113,10 +113,8 @@ impl Interceptor for RtxUnwrapper {
 
 #[cfg(test)]
 mod tests {
-    use rtc::interceptor::AttributedPacket;
-    use rtc::shared::TransportContext;
-
     use super::*;
+    use crate::test_packets;
 
     const MEDIA: u32 = 10;
     const RTX: u32 = 11;
@@ -145,22 +143,8 @@ mod tests {
         seq: u16,
         payload: &[u8],
     ) -> Option<TaggedPacket> {
-        let packet = rtc::rtp::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                ssrc,
-                sequence_number: seq,
-                payload_type: if ssrc == RTX { 97 } else { 96 },
-                ..Default::default()
-            },
-            payload: payload.to_vec().into(),
-        };
         unwrapper
-            .handle_read(TaggedPacket {
-                now: Instant::now(),
-                transport: TransportContext::default(),
-                message: AttributedPacket::new(Packet::Rtp(packet)),
-            })
+            .handle_read(test_packets::rtp(Instant::now(), ssrc, seq, payload))
             .expect("reads");
         unwrapper.poll_read()
     }
