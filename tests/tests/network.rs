@@ -116,7 +116,8 @@ impl Seen {
             let peer = side.peer();
             eprintln!(
                 "{}: {} frames, {:.1} fps, {} freezes {} ms (longest {} ms), g2g {}, \
-                 {} audio packets, chat {}/{} received/acked, last 5 s in {:.0} kbit/s",
+                 {} audio packets, chat {}/{} received/acked, last 5 s in {:.0} kbit/s, \
+                 playout delay {:.0} ms (mean)",
                 side.me,
                 peer["frames_decoded"],
                 peer["fps"].as_f64().unwrap_or(0.0),
@@ -128,6 +129,7 @@ impl Seen {
                 side.report["chat"]["received"],
                 side.report["chat"]["acked"],
                 mean(last(&side.per_second("bitrate_in_kbps"), 5)),
+                mean(&side.per_second("playout_delay_ms")),
             );
         }
         both
@@ -217,6 +219,15 @@ fn assert_call_held(side: &Seen) {
     assert!(
         still_moving(&frames),
         "{}'s video stopped: {frames:?}",
+        side.me
+    );
+    // The jitter buffer learnt that frames wait for repairs a round trip
+    // (100 ms) long, and holds frames for them, within its bound.
+    let playout = side.per_second("playout_delay_ms");
+    let held = playout.iter().copied().fold(0.0, f64::max);
+    assert!(
+        held > 50.0 && held <= 400.0,
+        "{}'s playout delay did not follow the repairs: {playout:?}",
         side.me
     );
 }

@@ -9,7 +9,7 @@ function stats(session: string, lost: number): PeerStats {
     bitrate_in_kbps: 900, bitrate_out_kbps: 800, packets_lost: lost, jitter_ms: 1,
     fps_sent: 30, fps_received: 29, width: 1280, height: 720, freezes: 0,
     estimated_bandwidth_kbps: 2000, glass_to_glass_ms: null, audio_level_dbov: 40,
-    frames_decoded: 0, freeze_ms: 0, audio_packets_received: 0, keyframe_requests_received: 0,
+    frames_decoded: 0, freeze_ms: 0, playout_delay_ms: 0, audio_packets_received: 0, keyframe_requests_received: 0,
     video_packets_received: 0, decode_errors: 0, keyframe_requests_sent: 0, nacks_received: 0,
     retransmits_sent: 0, nacks_sent: 0, retransmits_received: 0,
   };

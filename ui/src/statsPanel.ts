@@ -74,6 +74,8 @@ export class StatsPanel {
         row("estimated bandwidth", s.estimated_bandwidth_kbps === null ? "—" : `${s.estimated_bandwidth_kbps.toFixed(0)} kbit/s`),
         row("RTT", s.rtt_ms === null ? "—" : `${s.rtt_ms.toFixed(0)} ms`),
         row("packets lost", String(s.packets_lost)),
+        row("freezes", `${s.freezes} (${(s.freeze_ms / 1000).toFixed(1)} s)`),
+        row("video buffer", `${s.playout_delay_ms} ms`),
         row("candidate", s.candidate_type ?? "—"),
         row("ICE", `${s.ice_state}${s.ice_restarts ? ` (${s.ice_restarts} restarts)` : ""}`),
       );

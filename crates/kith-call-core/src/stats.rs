@@ -48,6 +48,9 @@ pub struct PeerMeasure {
     pub freezes: u64,
     /// Time spent frozen, ms.
     pub freeze_ms: u64,
+    /// What the video jitter buffer now adds before a frame is shown, ms:
+    /// about a repair's round trip on a lossy link, 0 on a clean one.
+    pub playout_delay_ms: u64,
     pub estimated_bandwidth_kbps: Option<f64>,
     pub glass_to_glass_ms: Option<Percentiles>,
     pub audio_packets_received: u64,

@@ -19,6 +19,8 @@ pub struct ReceiveCounters {
     pub freeze_ms: AtomicU64,
     /// The longest single freeze, ms.
     pub longest_freeze_ms: AtomicU64,
+    /// The video playout delay now, ms (see `media::playout`).
+    pub playout_delay_ms: AtomicU64,
     /// PLI we sent (the decoder needed a keyframe).
     pub keyframe_requests: AtomicU64,
     /// PLI/FIR the peer sent us for our video.
@@ -33,6 +35,8 @@ pub struct ReceiveCounters {
 }
 
 impl ReceiveCounters {
+    /// A decoded frame reached the sinks (at its playout time), with its
+    /// glass-to-glass latency there.
     pub fn frame_decoded(&self, latency_ms: Option<u32>) {
         self.frames_decoded.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_frame.lock()

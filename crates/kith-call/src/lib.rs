@@ -25,10 +25,12 @@
 //! Wire to screen: the chain unwraps retransmissions (`rtx`) and asks for
 //! what is missing (`nack`); webrtc-rs delivers each remote track's RTP to
 //! [`media::receive`]; [`media::assembler`] reorders packets and releases
-//! whole frames (the video jitter buffer); a decoder thread per track
-//! decodes them and hands every frame to the sinks of [`media::sinks`] (the
-//! participant's [`LatestFrame`], a [`Y4mRecorder`]), measuring
-//! glass-to-glass latency from the latency strip. Audio is decoded per
+//! whole frames; a decoder thread per track decodes them and holds each
+//! until the time [`media::playout`] gives it (together, the video jitter
+//! buffer: a delay that covers recent repairs, none on a clean link), then
+//! hands it to the sinks of [`media::sinks`] (the participant's
+//! [`LatestFrame`], a [`Y4mRecorder`]), measuring glass-to-glass latency
+//! from the latency strip and freezes as shown. Audio is decoded per
 //! packet (with FEC and concealment), measured by [`AudioLevel`] and mixed
 //! by [`media::mixer`] into the speakers, the echo canceller's far end and
 //! a WAV recording.

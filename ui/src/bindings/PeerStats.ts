@@ -19,7 +19,12 @@ width: number | null, height: number | null, freezes: number,
 /**
  * Time spent frozen, ms.
  */
-freeze_ms: number, estimated_bandwidth_kbps: number | null, glass_to_glass_ms: Percentiles | null, audio_packets_received: number, 
+freeze_ms: number, 
+/**
+ * What the video jitter buffer now adds before a frame is shown, ms:
+ * about a repair's round trip on a lossy link, 0 on a clean one.
+ */
+playout_delay_ms: number, estimated_bandwidth_kbps: number | null, glass_to_glass_ms: Percentiles | null, audio_packets_received: number, 
 /**
  * The peer's audio level, RFC 6464 dBov (0 loudest, 127 silence).
  */

@@ -158,6 +158,7 @@ impl Driver {
                 height: last_frame.as_ref().map(|f| f.height),
                 freezes: counters.freezes.load(Ordering::Relaxed),
                 freeze_ms: counters.freeze_ms.load(Ordering::Relaxed),
+                playout_delay_ms: counters.playout_delay_ms.load(Ordering::Relaxed),
                 estimated_bandwidth_kbps: estimate.map(|bps| bps / 1000.0),
                 glass_to_glass_ms: Percentiles::of(&latencies),
                 audio_packets_received: counters.audio_packets.load(Ordering::Relaxed),

@@ -26,7 +26,9 @@ pub const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 /// What the assembler hands on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assembled {
-    Frame(Bytes),
+    /// A whole frame and its RTP timestamp (its media time: playout
+    /// schedules by it).
+    Frame { data: Bytes, rtp_timestamp: u32 },
     /// Packets were lost for good before the next frame.
     Gap,
 }
@@ -182,8 +184,11 @@ impl<D: Depacketizer> FrameAssembler<D> {
         while let Some(next) = self.next {
             match self.complete_frame(next) {
                 Some(end) => {
-                    if let Some(frame) = self.take_frame(next, end) {
-                        out.push(Assembled::Frame(frame));
+                    if let Some((data, rtp_timestamp)) = self.take_frame(next, end) {
+                        out.push(Assembled::Frame {
+                            data,
+                            rtp_timestamp,
+                        });
                     } else {
                         push_gap(&mut out);
                     }
@@ -262,18 +267,21 @@ impl<D: Depacketizer> FrameAssembler<D> {
         end
     }
 
-    fn take_frame(&mut self, start: i64, end: i64) -> Option<Bytes> {
+    fn take_frame(&mut self, start: i64, end: i64) -> Option<(Bytes, u32)> {
         let mut frame = BytesMut::new();
         let mut ok = true;
+        let mut timestamp = None;
         for seq in start..=end {
             if let Some(packet) = self.remove(seq) {
+                timestamp.get_or_insert(packet.header.timestamp);
                 match self.depacketizer.depacketize(&packet.payload) {
                     Ok(part) => frame.extend_from_slice(&part),
                     Err(_) => ok = false,
                 }
             }
         }
-        (ok && !frame.is_empty()).then(|| frame.freeze())
+        let timestamp = timestamp.filter(|_| ok && !frame.is_empty())?;
+        Some((frame.freeze(), timestamp))
     }
 
     /// Drops everything before the next frame start after `from`.
@@ -339,8 +347,11 @@ mod tests {
         }
     }
 
-    fn frame(bytes: &[u8]) -> Assembled {
-        Assembled::Frame(Bytes::copy_from_slice(bytes))
+    fn frame(rtp_timestamp: u32, bytes: &[u8]) -> Assembled {
+        Assembled::Frame {
+            data: Bytes::copy_from_slice(bytes),
+            rtp_timestamp,
+        }
     }
 
     #[test]
@@ -351,7 +362,7 @@ mod tests {
         assert!(a.push(now, packet(11, 0, false, false, 2)).is_empty());
         assert_eq!(
             a.push(now, packet(12, 0, false, true, 3)),
-            vec![frame(&[1, 2, 3])]
+            vec![frame(0, &[1, 2, 3])]
         );
     }
 
@@ -363,11 +374,11 @@ mod tests {
         assert!(a.push(now, packet(1, 0, false, true, 3)).is_empty());
         assert_eq!(
             a.push(now, packet(0, 0, false, false, 2)),
-            vec![frame(&[1, 2, 3])]
+            vec![frame(0, &[1, 2, 3])]
         );
         assert_eq!(
             a.push(now, packet(2, 3000, true, true, 4)),
-            vec![frame(&[4])]
+            vec![frame(3000, &[4])]
         );
         // A duplicate of an old packet is ignored.
         assert!(a.push(now, packet(0, 0, false, false, 2)).is_empty());
@@ -383,7 +394,7 @@ mod tests {
         let later = start + Duration::from_millis(150);
         assert_eq!(
             a.push(later, packet(4, 6000, true, true, 7)),
-            vec![Assembled::Gap, frame(&[9]), frame(&[7])]
+            vec![Assembled::Gap, frame(3000, &[9]), frame(6000, &[7])]
         );
     }
 
@@ -396,7 +407,7 @@ mod tests {
         // The retransmission of 2 arrives (NACK): both frames go, in order.
         assert_eq!(
             a.push(now, packet(2, 0, false, true, 2)),
-            vec![frame(&[1, 2]), frame(&[9])]
+            vec![frame(0, &[1, 2]), frame(3000, &[9])]
         );
     }
 
@@ -428,7 +439,7 @@ mod tests {
                 later + Duration::from_millis(150),
                 packet(4, 6000, true, true, 7)
             ),
-            vec![Assembled::Gap, frame(&[9]), frame(&[7])]
+            vec![Assembled::Gap, frame(3000, &[9]), frame(6000, &[7])]
         );
     }
 
@@ -484,7 +495,7 @@ mod tests {
         let seq = FLOOD as u16;
         assert_eq!(
             a.push(now, packet(seq, 1, true, true, 5)),
-            vec![frame(&[5])]
+            vec![frame(1, &[5])]
         );
     }
 
@@ -512,7 +523,7 @@ mod tests {
         let seq = (2 * FLOOD) as u16;
         let later = now + Duration::from_millis(150);
         let out = a.push(later, packet(seq, 7, true, true, 5));
-        assert_eq!(out.last(), Some(&frame(&[5])), "{out:?}");
+        assert_eq!(out.last(), Some(&frame(7, &[5])), "{out:?}");
         assert!(out[..out.len() - 1].iter().all(|x| *x == Assembled::Gap));
     }
 
@@ -543,12 +554,12 @@ mod tests {
             assert_bounded(&a);
         }
         assert!(out.contains(&Assembled::Gap));
-        assert!(!out.iter().any(|x| matches!(x, Assembled::Frame(_))));
+        assert!(!out.iter().any(|x| matches!(x, Assembled::Frame { .. })));
         // The next frame decodes again (after the keyframe the gap asks for).
         let seq = packets as u16;
         assert_eq!(
             a.push(now, packet(seq, 3000, true, true, 5)),
-            vec![frame(&[5])]
+            vec![frame(3000, &[5])]
         );
         assert_eq!(a.buffered_packets(), 0);
     }
@@ -587,7 +598,7 @@ mod tests {
         let frames: Vec<u8> = out
             .iter()
             .filter_map(|o| match o {
-                Assembled::Frame(bytes) => {
+                Assembled::Frame { data: bytes, .. } => {
                     assert_eq!(bytes.len(), 10, "a frame came out with packets missing");
                     assert!(bytes.iter().all(|b| *b == bytes[0]), "mixed frames");
                     Some(bytes[0])

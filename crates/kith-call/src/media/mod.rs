@@ -3,6 +3,7 @@
 
 pub mod assembler;
 pub mod mixer;
+pub mod playout;
 pub mod receive;
 pub mod send;
 pub mod sinks;

@@ -1,15 +1,16 @@
 //! The receive side of one remote track: RTP in, reassembly and reordering
-//! (the frame assembler is the video jitter buffer), decoding on a
-//! thread of its own, and decoded media out to the sinks, with the counters
-//! the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
+//! (the frame assembler), decoding on a thread of its own, each frame held
+//! until its playout time (together, the video jitter buffer), and decoded
+//! media out to the sinks, with the counters the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
 //! go on.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use kith_media::codec::factory;
 use kith_media::codec::{AudioCodec, VideoCodec};
 use kith_media::frame::{AudioFrame, Channels, VideoFrame};
@@ -25,6 +26,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::counters::{FreezeDetector, ReceiveCounters};
 use crate::media::assembler::{Assembled, FrameAssembler};
+use crate::media::playout::Playout;
 use crate::media::sinks::{AudioLevel, VideoSink};
 use crate::media::vp9_rtp::Vp9Depacketizer;
 
@@ -40,9 +42,17 @@ const MAX_PACKET_WAIT: Duration = Duration::from_millis(400);
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 /// Decoded-but-unconsumed samples before the oldest is dropped.
 const DECODE_QUEUE: usize = 8;
+/// Decoded frames waiting for their playout time at most (the playout
+/// delay's bound holds ~12 at 30 fps); past it the oldest is shown at once.
+const MAX_HELD_FRAMES: usize = 24;
 
 enum DecoderInput {
-    Frame(Bytes),
+    Frame {
+        data: Bytes,
+        rtp_timestamp: u32,
+        /// When its last packet was in.
+        whole_at: Instant,
+    },
     /// Packets were lost before this point: a decoder without the reference
     /// will fail, and needs a keyframe.
     Gap,
@@ -145,9 +155,14 @@ async fn pump_video<D: Depacketizer>(
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         counters.video_packets.fetch_add(1, Ordering::Relaxed);
                         counters.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-                        for assembled in assembler.push(Instant::now(), packet) {
+                        let now = Instant::now();
+                        for assembled in assembler.push(now, packet) {
                             let input = match assembled {
-                                Assembled::Frame(data) => DecoderInput::Frame(data),
+                                Assembled::Frame { data, rtp_timestamp } => DecoderInput::Frame {
+                                    data,
+                                    rtp_timestamp,
+                                    whole_at: now,
+                                },
                                 Assembled::Gap => DecoderInput::Gap,
                             };
                             match frames.try_send(input) {
@@ -190,7 +205,7 @@ fn run_video_decoder(
     input: Receiver<DecoderInput>,
     pli: mpsc::UnboundedSender<()>,
     counters: Arc<ReceiveCounters>,
-    mut sinks: Vec<Box<dyn VideoSink>>,
+    sinks: Vec<Box<dyn VideoSink>>,
 ) {
     let mut decoder = match factory::video_decoder(codec) {
         Ok(decoder) => decoder,
@@ -199,44 +214,98 @@ fn run_video_decoder(
             return;
         }
     };
-    let mut freezes = FreezeDetector::default();
+    let mut shown = Shown {
+        counters: Arc::clone(&counters),
+        sinks,
+        freezes: FreezeDetector::default(),
+    };
+    let mut playout = Playout::default();
+    // Decoded frames in playout order, each with when it is due.
+    let mut held: VecDeque<(Instant, VideoFrame)> = VecDeque::new();
     // Until a keyframe has decoded there is nothing to build on.
     let mut need_keyframe = true;
     let _ = pli.send(());
-    for item in input {
-        let data = match item {
-            DecoderInput::Gap => {
-                let _ = pli.send(());
-                continue;
-            }
-            DecoderInput::Frame(data) => data,
+    loop {
+        let item = match held.front() {
+            Some((due, _)) => match input.recv_deadline(*due) {
+                Ok(item) => Some(item),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match input.recv() {
+                Ok(item) => Some(item),
+                Err(_) => break,
+            },
         };
-        match decoder.decode(&data, 0) {
-            Ok(Some(mut frame)) => {
-                need_keyframe = false;
-                let latency = stamp_capture_time(&mut frame, kith_media::frame::now_us());
-                counters.frame_decoded(latency);
-                if let Some(gap) = freezes.frame(Instant::now()) {
-                    counters.freezes.fetch_add(1, Ordering::Relaxed);
-                    let gap_ms = gap.as_millis() as u64;
-                    counters.freeze_ms.fetch_add(gap_ms, Ordering::Relaxed);
+        if let Some(item) = item {
+            let (data, rtp_timestamp, whole_at) = match item {
+                DecoderInput::Gap => {
+                    let _ = pli.send(());
+                    continue;
+                }
+                DecoderInput::Frame {
+                    data,
+                    rtp_timestamp,
+                    whole_at,
+                } => (data, rtp_timestamp, whole_at),
+            };
+            match decoder.decode(&data, 0) {
+                Ok(Some(frame)) => {
+                    need_keyframe = false;
+                    let due = playout.schedule(whole_at, rtp_timestamp);
                     counters
-                        .longest_freeze_ms
-                        .fetch_max(gap_ms, Ordering::Relaxed);
+                        .playout_delay_ms
+                        .store(playout.delay().as_millis() as u64, Ordering::Relaxed);
+                    held.push_back((due, frame));
+                    if held.len() > MAX_HELD_FRAMES
+                        && let Some((_, frame)) = held.pop_front()
+                    {
+                        shown.show(frame);
+                    }
                 }
-                for sink in &mut sinks {
-                    sink.frame(&frame);
+                Ok(None) => {}
+                Err(err) => {
+                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    if !need_keyframe {
+                        debug!(%err, "decode failed; asking for a keyframe");
+                    }
+                    need_keyframe = true;
+                    let _ = pli.send(());
                 }
             }
-            Ok(None) => {}
-            Err(err) => {
-                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                if !need_keyframe {
-                    debug!(%err, "decode failed; asking for a keyframe");
-                }
-                need_keyframe = true;
-                let _ = pli.send(());
+        }
+        let now = Instant::now();
+        while held.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, frame)) = held.pop_front() {
+                shown.show(frame);
             }
+        }
+    }
+}
+
+/// Where a frame goes at its playout time: the counters (glass-to-glass and
+/// freezes are what a viewer sees, so they are taken here) and the sinks.
+struct Shown {
+    counters: Arc<ReceiveCounters>,
+    sinks: Vec<Box<dyn VideoSink>>,
+    freezes: FreezeDetector,
+}
+
+impl Shown {
+    fn show(&mut self, mut frame: VideoFrame) {
+        let latency = stamp_capture_time(&mut frame, kith_media::frame::now_us());
+        self.counters.frame_decoded(latency);
+        if let Some(gap) = self.freezes.frame(Instant::now()) {
+            let counters = &self.counters;
+            counters.freezes.fetch_add(1, Ordering::Relaxed);
+            let gap_ms = gap.as_millis() as u64;
+            counters.freeze_ms.fetch_add(gap_ms, Ordering::Relaxed);
+            counters
+                .longest_freeze_ms
+                .fetch_max(gap_ms, Ordering::Relaxed);
+        }
+        for sink in &mut self.sinks {
+            sink.frame(&frame);
         }
     }
 }

@@ -1,0 +1,321 @@
+//! When each decoded video frame is shown: the playout half of the video
+//! jitter buffer (the assembler puts packets in order and waits for
+//! repairs; this spaces what comes out).
+//!
+//! A frame with a lost packet is whole only once the repair is in, a round
+//! trip later, and the frames behind it, decoded in order, come out in a
+//! burst with it. Shown as they are decoded, the picture stalls and then
+//! jumps, and each stall of over ~180 ms at 30 fps is a freeze. Shown at
+//! their media time plus a delay that covers how late frames have lately
+//! been, they keep their cadence. The delay follows the network: it covers
+//! [`COVERED`] of the recent frames' lateness (less the [`TOLERATED`] hitch),
+//! so a clean link adds nothing and a lossy one adds about a repair's round
+//! trip. It rises at once and comes down slowly. libwebrtc's jitter
+//! estimator and `VCMTiming` play this part in Chromium (with the round trip
+//! added once NACKs are in use); written by hand as no crate schedules
+//! video playout.
+//!
+//! No I/O and no clock of its own: the caller passes each frame's arrival
+//! and the time, so every rule is unit-tested.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The video RTP clock (every video codec's).
+const RTP_HZ: i64 = 90_000;
+/// How long the fastest transit is remembered as the path's own delay. A
+/// path whose delay rises (a longer route, clocks drifting) is followed
+/// after this long; one whose delay falls, at once.
+const BASE_WINDOW: Duration = Duration::from_secs(10);
+/// Frames whose lateness sets the delay (4 s at 30 fps).
+const LATENESS_WINDOW: usize = 120;
+/// The share of recent frames the delay covers; the latest few are shown
+/// as soon as they are decoded.
+const COVERED: f64 = 0.95;
+/// Lateness that needs no delay: a frame up to one interval late is a
+/// hitch no one sees, and a clean link keeps its latency.
+pub const TOLERATED: Duration = Duration::from_millis(60);
+/// The most delay added: beyond it a conversation suffers more than the
+/// picture gains.
+pub const MAX_DELAY: Duration = Duration::from_millis(400);
+/// How fast the delay comes down once frames are on time again: 2 ms a
+/// frame at 30 fps, which no one sees as frames shown early.
+const FALL_PER_SECOND: Duration = Duration::from_millis(60);
+/// A frame this far off the path's delay is a jump in the sender's clock (a
+/// new source, a restarted encoder), not lateness: timing starts over.
+const DISCONTINUITY: Duration = Duration::from_secs(3);
+
+/// Schedules the frames of one incoming video stream.
+#[derive(Debug, Default)]
+pub struct Playout {
+    /// The first frame's arrival and its unwrapped timestamp: transits are
+    /// measured from there.
+    origin: Option<(Instant, i64)>,
+    last_timestamp: i64,
+    /// (arrival, transit µs) with transits increasing: the front is the
+    /// fastest transit within [`BASE_WINDOW`] (a sliding minimum).
+    fastest: VecDeque<(Instant, i64)>,
+    /// How late recent frames were against the fastest, µs.
+    lateness: VecDeque<i64>,
+    /// Reused for the percentile, so a frame costs no allocation.
+    sorted: Vec<i64>,
+    delay: Duration,
+    last_arrival: Option<Instant>,
+    last_show: Option<Instant>,
+}
+
+impl Playout {
+    /// The delay now added to a frame that arrives as fast as the path allows.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// A frame that was whole at `arrived`, with its RTP timestamp: when to
+    /// show it. Never before an earlier frame; at or before `arrived` means
+    /// at once (it came later than the delay covers).
+    pub fn schedule(&mut self, arrived: Instant, rtp_timestamp: u32) -> Instant {
+        let transit = match self.transit(arrived, rtp_timestamp) {
+            Some(transit) => transit,
+            None => {
+                self.restart(arrived, rtp_timestamp);
+                0
+            }
+        };
+        while self.fastest.back().is_some_and(|(_, t)| *t >= transit) {
+            self.fastest.pop_back();
+        }
+        self.fastest.push_back((arrived, transit));
+        while self
+            .fastest
+            .front()
+            .is_some_and(|(at, _)| arrived.saturating_duration_since(*at) > BASE_WINDOW)
+        {
+            self.fastest.pop_front();
+        }
+        let base = self.fastest.front().map_or(transit, |(_, t)| *t);
+        let late = micros(transit - base);
+        if self.lateness.len() == LATENESS_WINDOW {
+            self.lateness.pop_front();
+        }
+        self.lateness.push_back(transit - base);
+        self.adapt(arrived);
+        let show = if self.delay > late {
+            arrived + (self.delay - late)
+        } else {
+            arrived
+        };
+        let show = self.last_show.map_or(show, |last| show.max(last));
+        self.last_show = Some(show);
+        show
+    }
+
+    /// µs from the frame's media time to its arrival, against the first
+    /// frame's; `None` for the first frame and after a jump in the clock.
+    fn transit(&mut self, arrived: Instant, rtp_timestamp: u32) -> Option<i64> {
+        let (origin_at, origin_timestamp) = self.origin?;
+        let delta = i64::from(rtp_timestamp.wrapping_sub(self.last_timestamp as u32) as i32);
+        let timestamp = self.last_timestamp + delta;
+        let media_us = (timestamp - origin_timestamp) * 1_000_000 / RTP_HZ;
+        let arrival_us = arrived.saturating_duration_since(origin_at).as_micros() as i64;
+        let transit = arrival_us - media_us;
+        let base = self.fastest.front().map_or(0, |(_, t)| *t);
+        if (transit - base).unsigned_abs() > DISCONTINUITY.as_micros() as u64 {
+            return None;
+        }
+        self.last_timestamp = timestamp;
+        Some(transit)
+    }
+
+    fn restart(&mut self, arrived: Instant, rtp_timestamp: u32) {
+        self.origin = Some((arrived, i64::from(rtp_timestamp)));
+        self.last_timestamp = i64::from(rtp_timestamp);
+        self.fastest.clear();
+        self.lateness.clear();
+        self.delay = Duration::ZERO;
+        self.last_arrival = None;
+    }
+
+    /// Rises at once to what the recent lateness asks; falls slowly.
+    fn adapt(&mut self, arrived: Instant) {
+        self.sorted.clear();
+        self.sorted.extend(self.lateness.iter().copied());
+        let rank = ((self.sorted.len() as f64 * COVERED) as usize).min(self.sorted.len() - 1);
+        let (_, covered, _) = self.sorted.select_nth_unstable(rank);
+        let wanted = micros(*covered).saturating_sub(TOLERATED).min(MAX_DELAY);
+        let elapsed = self.last_arrival.map_or(Duration::ZERO, |last| {
+            arrived.saturating_duration_since(last)
+        });
+        self.last_arrival = Some(arrived);
+        self.delay = if wanted >= self.delay {
+            wanted
+        } else {
+            let fall = FALL_PER_SECOND.mul_f64(elapsed.as_secs_f64().min(1.0));
+            self.delay.saturating_sub(fall).max(wanted)
+        };
+    }
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(us.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: Duration = Duration::from_micros(33_333);
+    const TICKS: u32 = 3000;
+
+    /// Feeds frames at 30 fps; `late(i)` is how much later than the path's
+    /// own delay frame `i` arrives. Returns when each is shown.
+    fn play(
+        playout: &mut Playout,
+        start: Instant,
+        frames: u32,
+        late: impl Fn(u32) -> u64,
+    ) -> Vec<Instant> {
+        (0..frames)
+            .map(|i| {
+                let arrived = start + FRAME * i + Duration::from_millis(late(i));
+                playout.schedule(arrived, 1_000 + i * TICKS)
+            })
+            .collect()
+    }
+
+    fn gaps(shown: &[Instant]) -> Vec<Duration> {
+        shown.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[test]
+    fn a_clean_link_adds_no_delay() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        // A few ms of noise, as pacing and scheduling give.
+        let shown = play(&mut playout, start, 300, |i| u64::from(i * 7 % 5));
+        assert_eq!(playout.delay(), Duration::ZERO);
+        for (i, at) in shown.iter().enumerate() {
+            let arrived = start + FRAME * i as u32 + Duration::from_millis(i as u64 * 7 % 5);
+            assert!(
+                *at <= arrived.max(shown[i.saturating_sub(1)]),
+                "frame {i} held"
+            );
+        }
+    }
+
+    /// 100 ms round trip: every fifth frame waits a repair (130 ms) and the
+    /// three behind it wait with it, then all come in one burst.
+    fn repairs(i: u32) -> u64 {
+        match i % 5 {
+            0 => 0,
+            k => 130u64.saturating_sub(33 * u64::from(k - 1)),
+        }
+    }
+
+    #[test]
+    fn repaired_frames_keep_their_cadence_once_the_delay_has_learned() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        let shown = play(&mut playout, start, 300, repairs);
+        // The latest 5 % wait 130 ms: that, less the tolerated hitch.
+        let delay = playout.delay();
+        let covers = Duration::from_millis(130) - TOLERATED;
+        assert!(
+            delay > covers - Duration::from_millis(5) && delay <= covers,
+            "{delay:?}"
+        );
+        // After the first second, no gap between shown frames is longer
+        // than a frame and a tolerated hitch: no freeze, no stall.
+        let worst = gaps(&shown[30..]).into_iter().max().expect("gaps");
+        assert!(
+            worst <= FRAME + TOLERATED + Duration::from_millis(1),
+            "{worst:?}"
+        );
+        // Shown as decoded, the same frames stall for a repair each time.
+        let unscheduled: Vec<Instant> = (0..300)
+            .map(|i| start + FRAME * i + Duration::from_millis(repairs(i)))
+            .collect();
+        let mut latest = unscheduled[0];
+        let mut worst_unscheduled = Duration::ZERO;
+        for at in &unscheduled[1..] {
+            if *at > latest {
+                worst_unscheduled = worst_unscheduled.max(*at - latest);
+                latest = *at;
+            }
+        }
+        assert!(worst_unscheduled >= Duration::from_millis(160));
+    }
+
+    #[test]
+    fn the_delay_comes_down_slowly_once_the_loss_ends() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        play(&mut playout, start, 300, repairs);
+        let high = playout.delay();
+        // Clean again, from frame 300 on.
+        let shown: Vec<Instant> = (300..900)
+            .map(|i| playout.schedule(start + FRAME * i, 1_000 + i * TICKS))
+            .collect();
+        assert_eq!(playout.delay(), Duration::ZERO, "clean for 20 s");
+        // Never faster than the fall rate: consecutive frames are shown at
+        // least a frame interval less one frame's fall apart.
+        let tightest = gaps(&shown).into_iter().min().expect("gaps");
+        let fall = FALL_PER_SECOND.mul_f64(FRAME.as_secs_f64());
+        assert!(
+            tightest + Duration::from_micros(100) >= FRAME - fall,
+            "{tightest:?}"
+        );
+        assert!(high > Duration::from_millis(50));
+    }
+
+    #[test]
+    fn lateness_beyond_the_bound_is_not_waited_for() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        // Every other frame a second late: the delay stops at its bound.
+        play(
+            &mut playout,
+            start,
+            200,
+            |i| if i % 2 == 1 { 1_000 } else { 0 },
+        );
+        assert_eq!(playout.delay(), MAX_DELAY);
+    }
+
+    #[test]
+    fn frames_are_never_shown_out_of_order_and_a_late_one_at_once() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        let shown = play(&mut playout, start, 200, repairs);
+        assert!(shown.windows(2).all(|w| w[1] >= w[0]));
+        // A frame far later than the delay covers is due when it arrives.
+        let arrived = start + FRAME * 200 + Duration::from_millis(900);
+        assert_eq!(playout.schedule(arrived, 1_000 + 200 * TICKS), arrived);
+    }
+
+    #[test]
+    fn the_timestamp_wrapping_around_changes_nothing() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        let first = u32::MAX - 10 * TICKS;
+        let shown: Vec<Instant> = (0..60)
+            .map(|i| playout.schedule(start + FRAME * i, first.wrapping_add(i * TICKS)))
+            .collect();
+        assert_eq!(playout.delay(), Duration::ZERO);
+        assert_eq!(shown[59], start + FRAME * 59);
+    }
+
+    #[test]
+    fn a_jump_in_the_senders_clock_starts_over_instead_of_waiting() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        play(&mut playout, start, 300, repairs);
+        // The sender restarts its encoder a second later, with a timestamp
+        // an hour away.
+        let arrived = start + FRAME * 300 + Duration::from_secs(1);
+        let jumped = 1_000 + 300 * TICKS + 3600 * 90_000;
+        assert_eq!(playout.schedule(arrived, jumped), arrived);
+        assert_eq!(playout.delay(), Duration::ZERO);
+        let next = arrived + FRAME;
+        assert_eq!(playout.schedule(next, jumped + TICKS), next);
+    }
+}
