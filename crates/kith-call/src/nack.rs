@@ -40,12 +40,22 @@ const MAX_PER_NACK: usize = 256;
 const INITIAL_REPAIR_TIME: Duration = Duration::from_millis(100);
 /// How often asks are looked over while something is missing.
 const TICK: Duration = Duration::from_millis(10);
+/// Each ask goes out a second time this long after the first, when a repair
+/// takes at least [`ECHO_FROM`]: a NACK lost on a lossy link otherwise costs
+/// a whole repair time before the next ask, and the frame behind it freezes
+/// for two round trips. The copy is a few bytes of RTCP; the sender's pacer
+/// resends a packet once however many copies ask (`pacer::RESEND_GUARD`).
+pub const ECHO_AFTER: Duration = Duration::from_millis(10);
+/// On a faster path a lost ask is asked again soon enough.
+const ECHO_FROM: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Missing {
     since: Instant,
     asked_at: Option<Instant>,
     asks: u8,
+    /// Whether the latest ask has had its second copy.
+    echoed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +89,7 @@ impl Stream {
                                 since: now,
                                 asked_at: None,
                                 asks: 0,
+                                echoed: false,
                             },
                         );
                     }
@@ -150,6 +161,7 @@ impl NackRequester {
 
     fn ask(&mut self, now: Instant) {
         let again_after = self.ask_again_after();
+        let echo = self.repair_time >= ECHO_FROM;
         for (&media_ssrc, stream) in &mut self.streams {
             stream.missing.retain(|_, missing| {
                 missing.asks < MAX_ASKS && now.saturating_duration_since(missing.since) < MAX_AGE
@@ -159,12 +171,16 @@ impl NackRequester {
                 if due.len() == MAX_PER_NACK {
                     break;
                 }
-                let is_due = missing
-                    .asked_at
-                    .is_none_or(|at| now.saturating_duration_since(at) >= again_after);
-                if is_due {
+                let since_ask = missing.asked_at.map(|at| now.saturating_duration_since(at));
+                if since_ask.is_none_or(|since| since >= again_after) {
                     missing.asked_at = Some(now);
                     missing.asks += 1;
+                    missing.echoed = false;
+                    due.push(seq as u16);
+                } else if echo && !missing.echoed && since_ask.is_some_and(|s| s >= ECHO_AFTER) {
+                    // The same ask again: its time (and so the repair time
+                    // measured from it) stays the first copy's.
+                    missing.echoed = true;
                     due.push(seq as u16);
                 }
             }
@@ -372,15 +388,19 @@ mod tests {
         media(&mut requester, now, 1);
         media(&mut requester, now, 3);
         assert_eq!(asks(&mut requester, now), vec![2]);
-        // Not again before a repair could have come back (100 ms + margin).
-        assert!(asks(&mut requester, now + Duration::from_millis(100)).is_empty());
+        // Its echo; then not again before a repair could have come back
+        // (100 ms + margin).
+        assert_eq!(
+            asks(&mut requester, now + Duration::from_millis(100)),
+            vec![2]
+        );
         assert_eq!(
             asks(&mut requester, now + Duration::from_millis(130)),
             vec![2]
         );
         let rest = asks(&mut requester, now + Duration::from_secs(5));
         assert!(
-            !rest.is_empty() && rest.len() < usize::from(MAX_ASKS),
+            !rest.is_empty() && rest.len() < 2 * usize::from(MAX_ASKS),
             "asked {} more times",
             rest.len()
         );
@@ -401,9 +421,57 @@ mod tests {
             at += Duration::from_millis(400);
         }
         media(&mut requester, at, 200);
-        assert_eq!(asks(&mut requester, at), (81..200).collect::<Vec<_>>());
-        assert!(asks(&mut requester, at + Duration::from_millis(250)).is_empty());
+        let missing: Vec<u16> = (81..200).collect();
+        assert_eq!(asks(&mut requester, at), missing);
+        assert_eq!(
+            asks(&mut requester, at + Duration::from_millis(250)),
+            missing,
+            "only the echo before a repair time"
+        );
         assert!(!asks(&mut requester, at + Duration::from_millis(400)).is_empty());
+    }
+
+    #[test]
+    fn on_a_slow_path_each_ask_goes_twice_and_the_repeat_still_waits_a_repair_time() {
+        let now = Instant::now();
+        let mut requester = requester();
+        // Repairs that take 100 ms: the ask is echoed 10 ms after.
+        media(&mut requester, now, 1);
+        media(&mut requester, now, 3);
+        assert_eq!(asks(&mut requester, now), vec![2]);
+        assert_eq!(
+            asks(&mut requester, now + Duration::from_millis(20)),
+            vec![2]
+        );
+        assert!(asks(&mut requester, now + Duration::from_millis(100)).is_empty());
+        assert_eq!(
+            asks(&mut requester, now + Duration::from_millis(130)),
+            vec![2],
+            "asked again after a repair time"
+        );
+        assert_eq!(
+            asks(&mut requester, now + Duration::from_millis(145)),
+            vec![2],
+            "and echoed"
+        );
+    }
+
+    #[test]
+    fn on_a_fast_path_an_ask_goes_once() {
+        let now = Instant::now();
+        let mut requester = requester();
+        // Forty repairs that each take 5 ms teach it the path is fast.
+        let mut at = now;
+        for i in 0..40u16 {
+            media(&mut requester, at, i * 2);
+            media(&mut requester, at, i * 2 + 2);
+            asks(&mut requester, at);
+            repair(&mut requester, at + Duration::from_millis(5), i * 2 + 1);
+            at += Duration::from_millis(100);
+        }
+        media(&mut requester, at, 100);
+        assert_eq!(asks(&mut requester, at), (81..100).collect::<Vec<_>>());
+        assert!(asks(&mut requester, at + Duration::from_millis(15)).is_empty());
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub const MAX_RETRANSMISSION_WAIT: Duration = Duration::from_millis(500);
 pub const MAX_VIDEO_PACKETS: usize = 2048;
 /// Retransmissions held; a peer's NACKs cannot queue more.
 pub const MAX_RETRANSMISSIONS: usize = 512;
+/// A packet resent this recently is not resent again: the receiver's
+/// second copy of a NACK (see `nack::ECHO_AFTER`) arrives within it, and a
+/// genuine second ask only after a repair's round trip.
+pub const RESEND_GUARD: Duration = Duration::from_millis(25);
 /// Retransmissions may use at most the bandwidth estimate, as libwebrtc's
 /// retransmission rate limiter allows: past it a lossy link's NACKs would
 /// crowd out the video they repair (4.5 Mbit/s of resends seen on a
@@ -53,6 +57,9 @@ pub struct PriorityPacer {
     audio_ssrcs: HashSet<u32>,
     rtx_ssrcs: HashSet<u32>,
     retransmissions: VecDeque<TaggedPacket>,
+    /// Packets resent within [`RESEND_GUARD`], oldest first (at most
+    /// [`MAX_RETRANSMISSIONS`]).
+    recent_resends: VecDeque<(Instant, (u32, u16))>,
     video: VecDeque<TaggedPacket>,
     video_bits: f64,
     /// Packets the budget has released (and audio, which is never held).
@@ -71,6 +78,7 @@ impl Default for PriorityPacer {
             audio_ssrcs: HashSet::new(),
             rtx_ssrcs: HashSet::new(),
             retransmissions: VecDeque::new(),
+            recent_resends: VecDeque::new(),
             video: VecDeque::new(),
             video_bits: 0.0,
             released: VecDeque::new(),
@@ -225,20 +233,35 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         if msg.message.has(&Attribute::Retransmission) {
             self.drop_stale_retransmissions(msg.now);
             let repaired = self.repaired(&msg);
-            let queued = repaired.is_some()
-                && self
-                    .retransmissions
-                    .iter()
-                    .any(|queued| self.repaired(queued) == repaired);
-            // A second ask for a packet whose resend has not left yet
-            // would only send it twice.
+            while self
+                .recent_resends
+                .front()
+                .is_some_and(|(at, _)| msg.now.saturating_duration_since(*at) > RESEND_GUARD)
+            {
+                self.recent_resends.pop_front();
+            }
+            // A second ask for a packet whose resend has not left yet, or
+            // left a moment ago, would only send it twice.
+            let again = repaired.is_some_and(|repaired| {
+                self.recent_resends.iter().any(|(_, r)| *r == repaired)
+                    || self
+                        .retransmissions
+                        .iter()
+                        .any(|queued| self.repaired(queued) == Some(repaired))
+            });
             let bits = bits_of(&msg);
             self.retransmission_budget.refill(msg.now);
-            if !queued
+            if !again
                 && self.retransmissions.len() < MAX_RETRANSMISSIONS
                 && self.retransmission_budget.can_afford(bits)
             {
                 self.retransmission_budget.consume(bits);
+                if let Some(repaired) = repaired {
+                    if self.recent_resends.len() == MAX_RETRANSMISSIONS {
+                        self.recent_resends.pop_front();
+                    }
+                    self.recent_resends.push_back((msg.now, repaired));
+                }
                 self.retransmissions.push_back(msg);
             }
         } else if self.video.len() < MAX_VIDEO_PACKETS {
@@ -406,6 +429,22 @@ mod tests {
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         let resent: Vec<u16> = out.iter().filter(|p| p.0 == RTX).map(|p| p.1).collect();
         assert_eq!(resent, vec![0, 2]);
+    }
+
+    #[test]
+    fn the_echo_of_an_ask_is_not_resent_but_a_later_ask_is() {
+        let now = Instant::now();
+        let mut pacer = pacer(1_000_000.0);
+        pacer.handle_write(resend(now, 3, 0)).expect("writes");
+        assert_eq!(drain(&mut pacer, now).len(), 1);
+        // The receiver's second copy of the same NACK.
+        let echo = now + Duration::from_millis(15);
+        pacer.handle_write(resend(echo, 3, 1)).expect("writes");
+        assert!(drain(&mut pacer, echo).is_empty());
+        // Asked again a round trip later: that resend was lost.
+        let later = now + Duration::from_millis(120);
+        pacer.handle_write(resend(later, 3, 2)).expect("writes");
+        assert_eq!(drain(&mut pacer, later).len(), 1);
     }
 
     #[test]
