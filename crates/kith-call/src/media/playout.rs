@@ -24,11 +24,20 @@ use std::time::{Duration, Instant};
 /// The video RTP clock (every video codec's).
 const RTP_HZ: i64 = 90_000;
 /// How long the fastest transit is remembered as the path's own delay. A
-/// path whose delay rises (a longer route, clocks drifting) is followed
-/// after this long; one whose delay falls, at once.
-const BASE_WINDOW: Duration = Duration::from_secs(10);
+/// path whose delay rises (a queue filling under a rate cap, a longer
+/// route) is followed after this long, so its frames, no later than each
+/// other, are not held on top of the queue; one whose delay falls, at once.
+/// Frames that waited for nothing come several times a second even at 20 %
+/// loss, so the window still sees the path's own delay.
+const BASE_WINDOW: Duration = Duration::from_secs(2);
 /// Frames whose lateness sets the delay (4 s at 30 fps).
 const LATENESS_WINDOW: usize = 120;
+/// No frame for this long is an outage, not lateness: the delay cannot
+/// cover it, and the burst after it must not teach one. Timing starts over.
+const OUTAGE: Duration = Duration::from_secs(1);
+/// µs a frame must come ahead of its media time (against the one before)
+/// to count as part of a burst.
+const BURST_SLACK: i64 = 5_000;
 /// The share of recent frames the delay covers; the latest few are shown
 /// as soon as they are decoded.
 const COVERED: f64 = 0.95;
@@ -55,13 +64,22 @@ pub struct Playout {
     /// (arrival, transit µs) with transits increasing: the front is the
     /// fastest transit within [`BASE_WINDOW`] (a sliding minimum).
     fastest: VecDeque<(Instant, i64)>,
-    /// How late recent frames were against the fastest, µs.
-    lateness: VecDeque<i64>,
+    /// Recent frames' transits and the path's delay when each came, µs.
+    /// A frame's lateness is its transit less the higher of that delay and
+    /// today's: a path that slowed down (a queue filled) makes no frame
+    /// late once it is the path's delay, and a queue draining (each frame
+    /// faster than the one before) makes none late either, as none came
+    /// after a faster one.
+    transits: VecDeque<(i64, i64)>,
     /// Reused for the percentile, so a frame costs no allocation.
     sorted: Vec<i64>,
     delay: Duration,
     last_arrival: Option<Instant>,
     last_show: Option<Instant>,
+    /// After a start or an outage, while frames come faster than their
+    /// media time (the burst of those held up): each is shown at once and
+    /// becomes the reference, and none counts as late.
+    catching_up: bool,
 }
 
 impl Playout {
@@ -75,7 +93,14 @@ impl Playout {
     /// at once (it came later than the delay covers).
     pub fn schedule(&mut self, arrived: Instant, rtp_timestamp: u32) -> Instant {
         let transit = match self.transit(arrived, rtp_timestamp) {
-            Some(transit) => transit,
+            Some(transit) if self.catching_up && transit < -BURST_SLACK => {
+                self.restart(arrived, rtp_timestamp);
+                0
+            }
+            Some(transit) => {
+                self.catching_up = false;
+                transit
+            }
             None => {
                 self.restart(arrived, rtp_timestamp);
                 0
@@ -94,11 +119,11 @@ impl Playout {
         }
         let base = self.fastest.front().map_or(transit, |(_, t)| *t);
         let late = micros(transit - base);
-        if self.lateness.len() == LATENESS_WINDOW {
-            self.lateness.pop_front();
+        if self.transits.len() == LATENESS_WINDOW {
+            self.transits.pop_front();
         }
-        self.lateness.push_back(transit - base);
-        self.adapt(arrived);
+        self.transits.push_back((transit, base));
+        self.adapt(arrived, base);
         let show = if self.delay > late {
             arrived + (self.delay - late)
         } else {
@@ -110,9 +135,16 @@ impl Playout {
     }
 
     /// µs from the frame's media time to its arrival, against the first
-    /// frame's; `None` for the first frame and after a jump in the clock.
+    /// frame's; `None` for the first frame, after an outage and after a jump
+    /// in the clock.
     fn transit(&mut self, arrived: Instant, rtp_timestamp: u32) -> Option<i64> {
         let (origin_at, origin_timestamp) = self.origin?;
+        if self
+            .last_arrival
+            .is_some_and(|last| arrived.saturating_duration_since(last) > OUTAGE)
+        {
+            return None;
+        }
         let delta = i64::from(rtp_timestamp.wrapping_sub(self.last_timestamp as u32) as i32);
         let timestamp = self.last_timestamp + delta;
         let media_us = (timestamp - origin_timestamp) * 1_000_000 / RTP_HZ;
@@ -130,15 +162,21 @@ impl Playout {
         self.origin = Some((arrived, i64::from(rtp_timestamp)));
         self.last_timestamp = i64::from(rtp_timestamp);
         self.fastest.clear();
-        self.lateness.clear();
+        self.transits.clear();
         self.delay = Duration::ZERO;
         self.last_arrival = None;
+        self.catching_up = true;
     }
 
-    /// Rises at once to what the recent lateness asks; falls slowly.
-    fn adapt(&mut self, arrived: Instant) {
+    /// Rises at once to what the recent lateness asks (against the path's
+    /// delay now, `base`); falls slowly.
+    fn adapt(&mut self, arrived: Instant, base: i64) {
         self.sorted.clear();
-        self.sorted.extend(self.lateness.iter().copied());
+        self.sorted.extend(
+            self.transits
+                .iter()
+                .map(|(transit, then)| transit - base.max(*then)),
+        );
         let rank = ((self.sorted.len() as f64 * COVERED) as usize).min(self.sorted.len() - 1);
         let (_, covered, _) = self.sorted.select_nth_unstable(rank);
         let wanted = micros(*covered).saturating_sub(TOLERATED).min(MAX_DELAY);
@@ -220,7 +258,7 @@ mod tests {
         let delay = playout.delay();
         let covers = Duration::from_millis(130) - TOLERATED;
         assert!(
-            delay > covers - Duration::from_millis(5) && delay <= covers,
+            delay > covers - Duration::from_millis(5) && delay <= covers + Duration::from_millis(1),
             "{delay:?}"
         );
         // After the first second, no gap between shown frames is longer
@@ -268,15 +306,61 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_slows_down_for_good_costs_no_lasting_delay() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        // Clean, then every frame 300 ms later for good (a queue filled).
+        play(&mut playout, start, 600, |i| if i < 300 { 0 } else { 300 });
+        assert_eq!(playout.delay(), Duration::ZERO);
+        let arrived = start + FRAME * 600 + Duration::from_millis(300);
+        assert_eq!(playout.schedule(arrived, 1_000 + 600 * TICKS), arrived);
+    }
+
+    #[test]
+    fn a_queue_draining_after_an_outage_is_not_lateness() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        play(&mut playout, start, 200, |_| 0);
+        // A rate cap: nothing for 1.5 s, then the sender's queue of 420 ms
+        // drains over 3.3 s, each frame 4 ms less late than the one before.
+        let mut shown = Vec::new();
+        for i in 245..400u32 {
+            let k = u64::from(i - 245);
+            let late = 20 + 4 * 100u64.saturating_sub(k);
+            let arrived = start + FRAME * i + Duration::from_millis(late);
+            shown.push((arrived, playout.schedule(arrived, 1_000 + i * TICKS)));
+        }
+        assert_eq!(playout.delay(), Duration::ZERO);
+        for (arrived, at) in shown {
+            assert_eq!(at, arrived, "held while the queue drained");
+        }
+    }
+
+    #[test]
+    fn after_an_outage_timing_starts_over() {
+        let mut playout = Playout::default();
+        let start = Instant::now();
+        play(&mut playout, start, 300, repairs);
+        assert!(playout.delay() > Duration::ZERO);
+        // 3 s of nothing, then the frames behind it in a burst.
+        let arrived = start + FRAME * 390;
+        for i in 300..310 {
+            let shown = playout.schedule(arrived, 1_000 + i * TICKS);
+            assert_eq!(shown, arrived, "frame {i}");
+        }
+        assert_eq!(playout.delay(), Duration::ZERO);
+    }
+
+    #[test]
     fn lateness_beyond_the_bound_is_not_waited_for() {
         let mut playout = Playout::default();
         let start = Instant::now();
-        // Every other frame a second late: the delay stops at its bound.
+        // Every other frame 600 ms late: the delay stops at its bound.
         play(
             &mut playout,
             start,
             200,
-            |i| if i % 2 == 1 { 1_000 } else { 0 },
+            |i| if i % 2 == 1 { 600 } else { 0 },
         );
         assert_eq!(playout.delay(), MAX_DELAY);
     }
