@@ -60,6 +60,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before any thread starts, so the call's threads inherit it.
+    if let Err(err) = kith_call::priority::raise_call_priority() {
+        tracing::debug!(%err, "the call runs at the usual priority");
+    }
     let data_dir = match std::env::var_os("KITH_DATA_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Store::default_dir()

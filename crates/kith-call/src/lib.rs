@@ -47,6 +47,7 @@ mod estimator;
 pub mod media;
 mod nack;
 mod pacer;
+pub mod priority;
 mod rtcp_filter;
 mod rtx;
 pub mod signaling;

@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before any thread starts, so all of them inherit it.
+    if let Err(err) = kith_call::priority::raise_call_priority() {
+        tracing::debug!(%err, "the call runs at the usual priority");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
