@@ -407,19 +407,35 @@ mod tests {
         assert_eq!(requester.poll_timeout(), None, "nothing left to look at");
     }
 
+    /// Forty losses (sequence numbers 1, 3, …, 79), each repaired `repair`
+    /// after it was asked for, `every` apart; returns when the last was.
+    fn teach_repair_time(
+        requester: &mut NackRequester,
+        now: Instant,
+        repair: Duration,
+        every: Duration,
+    ) -> Instant {
+        let mut at = now;
+        for i in 0..40u16 {
+            media(requester, at, i * 2);
+            media(requester, at, i * 2 + 2);
+            asks(requester, at);
+            self::repair(requester, at + repair, i * 2 + 1);
+            at += every;
+        }
+        at
+    }
+
     #[test]
     fn the_repeat_follows_the_measured_repair_time() {
         let now = Instant::now();
         let mut requester = requester();
-        // Forty repairs that each take 300 ms.
-        let mut at = now;
-        for i in 0..40u16 {
-            media(&mut requester, at, i * 2);
-            media(&mut requester, at, i * 2 + 2);
-            asks(&mut requester, at);
-            repair(&mut requester, at + Duration::from_millis(300), i * 2 + 1);
-            at += Duration::from_millis(400);
-        }
+        let at = teach_repair_time(
+            &mut requester,
+            now,
+            Duration::from_millis(300),
+            Duration::from_millis(400),
+        );
         media(&mut requester, at, 200);
         let missing: Vec<u16> = (81..200).collect();
         assert_eq!(asks(&mut requester, at), missing);
@@ -460,15 +476,13 @@ mod tests {
     fn on_a_fast_path_an_ask_goes_once() {
         let now = Instant::now();
         let mut requester = requester();
-        // Forty repairs that each take 5 ms teach it the path is fast.
-        let mut at = now;
-        for i in 0..40u16 {
-            media(&mut requester, at, i * 2);
-            media(&mut requester, at, i * 2 + 2);
-            asks(&mut requester, at);
-            repair(&mut requester, at + Duration::from_millis(5), i * 2 + 1);
-            at += Duration::from_millis(100);
-        }
+        // Repairs that take 5 ms teach it the path is fast.
+        let at = teach_repair_time(
+            &mut requester,
+            now,
+            Duration::from_millis(5),
+            Duration::from_millis(100),
+        );
         media(&mut requester, at, 100);
         assert_eq!(asks(&mut requester, at), (81..100).collect::<Vec<_>>());
         assert!(asks(&mut requester, at + Duration::from_millis(15)).is_empty());

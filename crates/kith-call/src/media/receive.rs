@@ -1,8 +1,8 @@
 //! The receive side of one remote track: RTP in, reassembly and reordering
 //! (the frame assembler), decoding on a thread of its own, each frame held
 //! until its playout time (together, the video jitter buffer), and decoded
-//! media out to the sinks, with the counters the stats need. Asks the sender for a keyframe (PLI) when decoding cannot
-//! go on.
+//! media out to the sinks, with the counters the stats need. Asks the
+//! sender for a keyframe (PLI) when decoding cannot go on.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -237,19 +237,17 @@ fn run_video_decoder(
                 Err(_) => break,
             },
         };
-        if let Some(item) = item {
-            let (data, rtp_timestamp, whole_at) = match item {
-                DecoderInput::Gap => {
-                    let _ = pli.send(());
-                    continue;
-                }
-                DecoderInput::Frame {
-                    data,
-                    rtp_timestamp,
-                    whole_at,
-                } => (data, rtp_timestamp, whole_at),
-            };
-            match decoder.decode(&data, 0) {
+        match item {
+            None => {}
+            // Frames that are due are shown below all the same.
+            Some(DecoderInput::Gap) => {
+                let _ = pli.send(());
+            }
+            Some(DecoderInput::Frame {
+                data,
+                rtp_timestamp,
+                whole_at,
+            }) => match decoder.decode(&data, 0) {
                 Ok(Some(frame)) => {
                     need_keyframe = false;
                     let due = playout.schedule(whole_at, rtp_timestamp);
@@ -272,7 +270,7 @@ fn run_video_decoder(
                     need_keyframe = true;
                     let _ = pli.send(());
                 }
-            }
+            },
         }
         let now = Instant::now();
         while held.front().is_some_and(|(due, _)| *due <= now) {
