@@ -1,14 +1,16 @@
 //! The bandwidth estimator the congestion-control interceptor runs: GCC's
-//! delay half and our own loss half ([`loss`]), the lower of the two, with
+//! delay half ([`delay`], with the gain webrtc-rs leaves out) and our own
+//! loss half ([`loss`]), the lower of the two, with
 //! what they see logged once a second (target `kith_call::estimator` at
 //! debug) so a collapsing estimate can be told apart: the delay half or the
 //! loss half, and the loss it measured.
 
+mod delay;
 mod loss;
 
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport};
 use tracing::debug;
 
 const LOG_EVERY: Duration = Duration::from_secs(1);
@@ -27,9 +29,9 @@ pub fn estimate_from_target(target_bps: f64) -> f64 {
 }
 
 pub struct Estimator {
-    /// GCC, of which only the delay half is used: its loss half gives up
-    /// the link's capacity to loss the rate does not cause.
-    gcc: Gcc,
+    /// GCC's delay half only: its loss half gives up the link's capacity
+    /// to loss the rate does not cause.
+    delay: delay::DelayHalf,
     loss: loss::LossHalf,
     last_log: Option<Instant>,
     reported: usize,
@@ -39,7 +41,7 @@ pub struct Estimator {
 impl Estimator {
     pub fn new(start_bps: f64, min_bps: f64, max_bps: f64) -> Self {
         Self {
-            gcc: Gcc::new(start_bps, min_bps, max_bps),
+            delay: delay::DelayHalf::new(start_bps, min_bps, max_bps),
             loss: loss::LossHalf::new(start_bps, min_bps, max_bps),
             last_log: None,
             reported: 0,
@@ -50,13 +52,13 @@ impl Estimator {
     /// The lower of the two halves (each kept within the bounds it was
     /// made with).
     fn estimate(&self) -> f64 {
-        self.gcc.delay_based_bitrate().min(self.loss.target())
+        self.delay.target().min(self.loss.target())
     }
 }
 
 impl BandwidthEstimator for Estimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.gcc.on_reports(now, reports);
+        self.delay.update(now, reports);
         let lost = reports.iter().filter(|r| !r.arrived).count();
         self.loss.update(now, lost, reports.len());
         self.reported += reports.len();
@@ -67,7 +69,8 @@ impl BandwidthEstimator for Estimator {
         {
             debug!(
                 target_bps = self.estimate() as u64,
-                delay_bps = self.gcc.delay_based_bitrate() as u64,
+                delay_bps = self.delay.target() as u64,
+                delay_usage = ?self.delay.usage(),
                 loss_bps = self.loss.target() as u64,
                 inherent_loss = self.loss.inherent(),
                 reported = self.reported,
@@ -84,16 +87,10 @@ impl BandwidthEstimator for Estimator {
         self.estimate() * PACING_FACTOR
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.gcc.handle_timeout(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.gcc.poll_timeout()
-    }
-
     fn stats(&self) -> EstimatorStats {
-        let mut stats = self.gcc.stats();
+        // Non-exhaustive: built field by field.
+        let mut stats = EstimatorStats::default();
+        stats.delay_based_bitrate = Some(self.delay.target());
         stats.loss_based_bitrate = Some(self.loss.target());
         stats.packet_loss = self.loss.average();
         stats
