@@ -37,6 +37,9 @@ pub enum Input {
     Peer(LinkId, PeerFact),
     /// The measurements asked for with [`MediaOp::SampleStats`].
     Stats(Vec<(LinkId, LinkSample)>),
+    /// The bandwidth estimate toward each peer, bits/s, asked for with
+    /// [`MediaOp::SampleEstimates`] (links with none yet left out).
+    Estimates(Vec<(LinkId, f64)>),
 }
 
 impl From<ServerMessage> for Input {
@@ -63,8 +66,6 @@ impl From<ServerMessage> for Input {
 /// One connection's measurements.
 #[derive(Debug, Clone, Default)]
 pub struct LinkSample {
-    /// The bandwidth estimate toward this peer, bits/s.
-    pub estimate_bps: Option<f64>,
     pub measure: PeerMeasure,
 }
 
@@ -197,4 +198,7 @@ pub enum MediaOp {
     Camera(bool),
     /// Measure every link and answer with `Input::Stats`.
     SampleStats,
+    /// Read every link's bandwidth estimate and answer with
+    /// `Input::Estimates`.
+    SampleEstimates,
 }

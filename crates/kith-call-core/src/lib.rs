@@ -28,7 +28,9 @@ pub mod ringing;
 pub mod snapshot;
 pub mod stats;
 
-pub use crate::core::{CallCore, CoreConfig, DETACHED_GRACE, STATS_INTERVAL, VideoPlan};
+pub use crate::core::{
+    CallCore, CoreConfig, DETACHED_GRACE, ESTIMATE_INTERVAL, STATS_INTERVAL, VideoPlan,
+};
 pub use bandwidth::size_for_bitrate;
 pub use chat::{ChatCounts, ChatMessage};
 pub use error::{CallError, DeviceKind, DeviceProblem};

@@ -838,29 +838,44 @@ fn a_drop_in_the_estimate_steps_the_size_down_and_a_lasting_recovery_climbs_back
 }
 
 #[test]
+fn a_collapsing_estimate_reaches_the_encoder_within_a_fifth_of_a_second() {
+    let mut net = call(&["alice", "bob"]);
+    net.run_for(3 * SECOND);
+    let before = net.client("alice").media.len();
+    net.client_mut("alice").estimate_bps = 400_000.0;
+    net.run_for(Duration::from_millis(200));
+    let told: Vec<MediaOp> = net.client("alice").media[before..]
+        .iter()
+        .map(|(_, op)| *op)
+        .collect();
+    assert!(
+        told.iter()
+            .any(|op| matches!(op, MediaOp::Bitrate(_, bps) if *bps < 400_000)),
+        "{told:?}"
+    );
+    assert!(
+        told.iter()
+            .any(|op| matches!(op, MediaOp::Resolution(_, 640, 360))),
+        "{told:?}"
+    );
+}
+
+#[test]
 fn the_group_encoder_follows_the_weakest_peer() {
     let mut net = call(&["alice", "bob", "carol"]);
     // The harness reports one estimate for every link of a client, so make
-    // one of alice's links weak by feeding stats by hand.
+    // one of alice's links weak by feeding estimates by hand.
     let links: Vec<_> = net.client("alice").pcs.keys().copied().collect();
     for _ in 0..3 {
         let now = net.now;
-        let samples = links
+        let estimates = links
             .iter()
             .enumerate()
-            .map(|(n, link)| {
-                (
-                    *link,
-                    kith_call_core::LinkSample {
-                        estimate_bps: Some(if n == 0 { 400_000.0 } else { 3_000_000.0 }),
-                        ..Default::default()
-                    },
-                )
-            })
+            .map(|(n, link)| (*link, if n == 0 { 400_000.0 } else { 3_000_000.0 }))
             .collect();
         net.client_mut("alice")
             .core
-            .handle_input(now, kith_call_core::Input::Stats(samples));
+            .handle_input(now, kith_call_core::Input::Estimates(estimates));
         net.settle();
     }
     assert_eq!(resolutions(&net, "alice"), vec![(640, 360)]);

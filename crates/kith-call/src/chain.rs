@@ -16,7 +16,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use crate::error::CallError;
-use crate::estimator::Estimator;
+use crate::estimator::{Estimator, SharedEstimate};
 use crate::nack::NackRequester;
 use crate::pacer::PriorityPacer;
 use crate::rtcp_filter;
@@ -24,7 +24,11 @@ use crate::rtcp_filter;
 /// Registers on `engine` the feedback the chain needs the remote to send
 /// (NACK and PLI for video, transport-wide CC for both kinds) and builds the
 /// chain.
-pub fn registry(engine: &mut MediaEngine, estimator: Estimator) -> Result<Registry, CallError> {
+pub fn registry(
+    engine: &mut MediaEngine,
+    estimator: Estimator,
+    shared: SharedEstimate,
+) -> Result<Registry, CallError> {
     for parameter in ["", "pli"] {
         engine.register_feedback(
             RTCPFeedback {
@@ -65,7 +69,7 @@ pub fn registry(engine: &mut MediaEngine, estimator: Estimator) -> Result<Regist
             Slot::CongestionControl,
             CongestionControlBuilder::new(estimator).build(),
         )
-        .with(Slot::Pacer, PriorityPacer::default())
+        .with(Slot::Pacer, PriorityPacer::new(shared))
         // The sequence numbers the send history keys on, and what we
         // report about what we receive, for the remote's estimator.
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())

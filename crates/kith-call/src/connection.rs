@@ -127,6 +127,8 @@ pub struct ConnectionSettings {
     /// Bandwidth estimator start and ceiling, bits/s.
     pub start_bitrate_bps: u32,
     pub max_bitrate_bps: u32,
+    /// Where the connection's estimator publishes its estimate.
+    pub estimate: crate::estimator::SharedEstimate,
 }
 
 /// The local tracks of one connection.
@@ -200,8 +202,9 @@ async fn build(
         f64::from(settings.start_bitrate_bps),
         100_000.0,
         f64::from(settings.max_bitrate_bps.max(settings.start_bitrate_bps)),
+        settings.estimate.clone(),
     );
-    let registry = crate::chain::registry(&mut engine, estimator)?;
+    let registry = crate::chain::registry(&mut engine, estimator, settings.estimate.clone())?;
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
         .with_include_loopback_candidate(settings.ice_loopback)

@@ -22,6 +22,7 @@ fn settings(video_codecs: Vec<VideoCodec>) -> ConnectionSettings {
         audio_codecs: vec![AudioCodec::Opus],
         start_bitrate_bps: 1_000_000,
         max_bitrate_bps: 2_500_000,
+        estimate: Default::default(),
     }
 }
 

@@ -8,6 +8,8 @@
 mod delay;
 mod loss;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport};
@@ -28,21 +30,67 @@ pub fn estimate_from_target(target_bps: f64) -> f64 {
     target_bps / PACING_FACTOR
 }
 
+/// What one connection's chain knows of its send rate, for the encoder
+/// policy to read whenever it likes: the estimate, written by the
+/// estimator, and what retransmissions are taking of it, written by the
+/// pacer. The chain publishes its figures only through the peer
+/// connection's stats, which cost a round through webrtc-rs's driver; read
+/// once a second they left the encoder a second behind a cap that had
+/// already filled the link's queue.
+#[derive(Debug, Clone, Default)]
+pub struct SharedEstimate(Arc<Rates>);
+
+#[derive(Debug, Default)]
+struct Rates {
+    estimate_bps: AtomicU64,
+    resent_bps: AtomicU64,
+}
+
+impl SharedEstimate {
+    /// Bits/s, or `None` before the first feedback.
+    pub fn estimate(&self) -> Option<f64> {
+        let bits = self.0.estimate_bps.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// What the encoder may spend: the estimate less what retransmissions
+    /// are spending, as libwebrtc takes its protection overhead out of the
+    /// encoder's target. Without it, resends on top of a video that already
+    /// fills a capped link kept it overfull for seconds: loss, more resends
+    /// and keyframe requests fed each other.
+    pub fn for_encoder(&self) -> Option<f64> {
+        let resent = f64::from_bits(self.0.resent_bps.load(Ordering::Relaxed));
+        self.estimate().map(|estimate| (estimate - resent).max(0.0))
+    }
+
+    fn set_estimate(&self, bps: f64) {
+        self.0.estimate_bps.store(bps.to_bits(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_resent(&self, bps: f64) {
+        self.0
+            .resent_bps
+            .store(bps.max(0.0).to_bits(), Ordering::Relaxed);
+    }
+}
+
 pub struct Estimator {
     /// GCC's delay half only: its loss half gives up the link's capacity
     /// to loss the rate does not cause.
     delay: delay::DelayHalf,
     loss: loss::LossHalf,
+    shared: SharedEstimate,
     last_log: Option<Instant>,
     reported: usize,
     lost: usize,
 }
 
 impl Estimator {
-    pub fn new(start_bps: f64, min_bps: f64, max_bps: f64) -> Self {
+    pub fn new(start_bps: f64, min_bps: f64, max_bps: f64, shared: SharedEstimate) -> Self {
         Self {
             delay: delay::DelayHalf::new(start_bps, min_bps, max_bps),
             loss: loss::LossHalf::new(start_bps, min_bps, max_bps),
+            shared,
             last_log: None,
             reported: 0,
             lost: 0,
@@ -61,6 +109,7 @@ impl BandwidthEstimator for Estimator {
         self.delay.update(now, reports);
         let lost = reports.iter().filter(|r| !r.arrived).count();
         self.loss.update(now, lost, reports.len());
+        self.shared.set_estimate(self.estimate());
         self.reported += reports.len();
         self.lost += lost;
         if self

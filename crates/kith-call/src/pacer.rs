@@ -16,6 +16,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 
+use crate::estimator::SharedEstimate;
+
 /// Video is released at least fast enough to empty its queue in this
 /// long. A queue that grows past it (a keyframe at a low estimate, an
 /// encoder overshooting) is drained faster than the estimate, as
@@ -67,6 +69,71 @@ pub struct PriorityPacer {
     read_queue: VecDeque<TaggedPacket>,
     /// RTCP, which is not paced.
     write_queue: VecDeque<TaggedPacket>,
+    tally: Tally,
+    resends: ResendMeter,
+    shared: SharedEstimate,
+}
+
+/// How often the resend rate is measured for the encoder's budget.
+const RESEND_WINDOW: Duration = Duration::from_millis(250);
+
+/// The rate retransmissions leave at, smoothed over a few windows so one
+/// repaired burst does not yank the encoder's target.
+#[derive(Debug, Default)]
+struct ResendMeter {
+    since: Option<Instant>,
+    bits: f64,
+    bps: f64,
+}
+
+impl ResendMeter {
+    /// The new rate when a window has closed.
+    fn tick(&mut self, now: Instant) -> Option<f64> {
+        let since = *self.since.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < RESEND_WINDOW {
+            return None;
+        }
+        let window = self.bits / elapsed.as_secs_f64();
+        self.bps = (self.bps + window) / 2.0;
+        self.bits = 0.0;
+        self.since = Some(now);
+        Some(self.bps)
+    }
+}
+
+/// What went out, logged once a second (target `kith_call::pacer` at
+/// debug), so a link flooded by audio, video or resends can be told apart.
+#[derive(Debug, Default)]
+struct Tally {
+    since: Option<Instant>,
+    audio_bits: f64,
+    video_bits: f64,
+    resent_bits: f64,
+    resends_refused: u32,
+}
+
+impl Tally {
+    fn log_each_second(&mut self, now: Instant, target_bps: f64, queued_bits: f64) {
+        let since = *self.since.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        if elapsed < 1.0 {
+            return;
+        }
+        tracing::debug!(
+            target_kbps = (target_bps / 1000.0) as u64,
+            audio_kbps = (self.audio_bits / elapsed / 1000.0) as u64,
+            video_kbps = (self.video_bits / elapsed / 1000.0) as u64,
+            resent_kbps = (self.resent_bits / elapsed / 1000.0) as u64,
+            resends_refused = self.resends_refused,
+            queued_kbit = (queued_bits / 1000.0) as u64,
+            "sent"
+        );
+        *self = Tally {
+            since: Some(now),
+            ..Tally::default()
+        };
+    }
 }
 
 impl Default for PriorityPacer {
@@ -84,6 +151,9 @@ impl Default for PriorityPacer {
             released: VecDeque::new(),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
+            tally: Tally::default(),
+            resends: ResendMeter::default(),
+            shared: SharedEstimate::default(),
         }
     }
 }
@@ -110,6 +180,14 @@ fn bits_of(packet: &TaggedPacket) -> f64 {
 }
 
 impl PriorityPacer {
+    /// A pacer that publishes its resend rate to `shared`.
+    pub fn new(shared: SharedEstimate) -> Self {
+        Self {
+            shared,
+            ..Self::default()
+        }
+    }
+
     /// The packet a retransmission repairs: RTX carries its sequence number
     /// in the payload's first two bytes (RFC 4588), a plain resend in its
     /// header.
@@ -169,10 +247,15 @@ impl PriorityPacer {
                 break;
             }
             let mut packet = match self.retransmissions.pop_front() {
-                Some(packet) => packet,
+                Some(packet) => {
+                    self.tally.resent_bits += bits;
+                    self.resends.bits += bits;
+                    packet
+                }
                 None => match self.video.pop_front() {
                     Some(packet) => {
                         self.video_bits = (self.video_bits - bits).max(0.0);
+                        self.tally.video_bits += bits;
                         packet
                     }
                     None => break,
@@ -183,6 +266,15 @@ impl PriorityPacer {
             // instant, or the queueing is charged to the network.
             packet.now = now;
             self.released.push_back(packet);
+        }
+        self.measure_resends(now);
+    }
+
+    /// Runs on every release and every packet written (audio comes every
+    /// 20 ms), so the rate falls back once resends stop.
+    fn measure_resends(&mut self, now: Instant) {
+        if let Some(bps) = self.resends.tick(now) {
+            self.shared.set_resent(bps);
         }
     }
 }
@@ -222,11 +314,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             return Ok(());
         };
         self.bucket.refill(msg.now);
+        self.measure_resends(msg.now);
         if self.audio_ssrcs.contains(&rtp.header.ssrc) {
             // Audio is never held: it is small and steady, and a talkspurt
             // behind a keyframe is what a listener hears. It is charged, so
             // video makes room for it.
             self.bucket.consume(bits_of(&msg));
+            self.tally.audio_bits += bits_of(&msg);
+            self.tally
+                .log_each_second(msg.now, self.target_bps, self.video_bits);
             self.released.push_back(msg);
             return Ok(());
         }
@@ -263,6 +359,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
                     self.recent_resends.push_back((msg.now, repaired));
                 }
                 self.retransmissions.push_back(msg);
+            } else {
+                self.tally.resends_refused += 1;
             }
         } else if self.video.len() < MAX_VIDEO_PACKETS {
             self.video_bits += bits_of(&msg);

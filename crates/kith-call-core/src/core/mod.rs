@@ -32,6 +32,11 @@ mod timers;
 /// running, waiting for that peer to come back (reconnect, server restart).
 pub const DETACHED_GRACE: Duration = Duration::from_secs(20);
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the encoder policy reads the bandwidth estimates: about as
+/// often as transport feedback changes them. A cap fills a link's queue in
+/// a tenth of a second; an encoder told a second later has lost frames to
+/// it for that second.
+pub const ESTIMATE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the outgoing video asks of the bandwidth policy.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +99,7 @@ pub struct CallCore {
     mic_muted: bool,
     camera_on: bool,
     next_stats: Instant,
+    next_estimates: Instant,
     out: VecDeque<Output>,
 }
 
@@ -130,6 +136,7 @@ impl CallCore {
             mic_muted: false,
             camera_on: true,
             next_stats: now + STATS_INTERVAL,
+            next_estimates: now + ESTIMATE_INTERVAL,
             out: VecDeque::new(),
         }
     }
@@ -156,6 +163,7 @@ impl CallCore {
         let broken = self.links.values().filter_map(|l| l.ice.next_deadline());
         [
             Some(self.next_stats),
+            Some(self.next_estimates),
             self.ringing.next_deadline(),
             self.keyframes.next_due(),
             self.orphans.next_expiry(),
@@ -260,7 +268,8 @@ impl CallCore {
             }
             Input::Server(message) => self.server_message(now, message),
             Input::Peer(link, fact) => self.peer_fact(now, link, fact),
-            Input::Stats(samples) => self.stats(now, samples),
+            Input::Stats(samples) => self.stats(samples),
+            Input::Estimates(estimates) => self.estimates(now, estimates),
         }
     }
 }

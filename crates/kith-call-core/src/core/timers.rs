@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{CallCore, DETACHED_GRACE, STATS_INTERVAL};
+use super::{CallCore, DETACHED_GRACE, ESTIMATE_INTERVAL, STATS_INTERVAL};
 use crate::events::{CallEvent, InviteEnd, LeaveReason, MissedReason, RingOutcome};
 use crate::ice_recovery::Step;
 use crate::io::MediaOp;
@@ -18,6 +18,13 @@ impl CallCore {
             self.next_stats = now + STATS_INTERVAL;
             if !self.links.is_empty() {
                 self.media(MediaOp::SampleStats);
+            }
+        }
+        if now >= self.next_estimates {
+            self.next_estimates = now + ESTIMATE_INTERVAL;
+            if self.config.video.is_some() && self.links.values().any(|l| l.sending_video.is_some())
+            {
+                self.media(MediaOp::SampleEstimates);
             }
         }
         let stale: Vec<LinkId> = self

@@ -367,17 +367,17 @@ impl Net {
                     let samples = client
                         .pcs
                         .keys()
-                        .map(|link| {
-                            (
-                                *link,
-                                LinkSample {
-                                    estimate_bps: Some(client.estimate_bps),
-                                    ..LinkSample::default()
-                                },
-                            )
-                        })
+                        .map(|link| (*link, LinkSample::default()))
                         .collect();
                     client.core.handle_input(now, Input::Stats(samples));
+                }
+                if op == MediaOp::SampleEstimates {
+                    let estimates = client
+                        .pcs
+                        .keys()
+                        .map(|link| (*link, client.estimate_bps))
+                        .collect();
+                    client.core.handle_input(now, Input::Estimates(estimates));
                 }
             }
             Output::Peer(link, op) => self.peer_op(index, link, op),

@@ -42,6 +42,7 @@ pub(super) struct LinkIo {
     pub last_bytes_in: u64,
     pub last_bytes_out: u64,
     pub last_frames: u64,
+    pub estimate: crate::estimator::SharedEstimate,
     /// Our video codecs, most preferred first, for the answers we make.
     pub video_codecs: Vec<kith_media::codec::VideoCodec>,
 }
@@ -193,6 +194,7 @@ impl Driver {
             audio_codecs: self.audio_codecs.clone(),
             start_bitrate_bps: self.config.video.start_bitrate_bps,
             max_bitrate_bps: self.config.max_bitrate_bps,
+            estimate: Default::default(),
         };
         let built = connection::connect(id, &settings, self.peer_events.clone())
             .instrument(span.clone())
@@ -222,6 +224,7 @@ impl Driver {
             last_bytes_in: 0,
             last_bytes_out: 0,
             last_frames: 0,
+            estimate: settings.estimate.clone(),
             video_codecs: settings.video_codecs.clone(),
         };
         for track in [&link.tracks.audio, &link.tracks.video] {

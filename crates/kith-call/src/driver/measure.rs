@@ -184,13 +184,7 @@ impl Driver {
                     record.candidate_type = transport.candidate_type;
                 }
             }
-            samples.push((
-                id,
-                LinkSample {
-                    estimate_bps: estimate,
-                    measure,
-                },
-            ));
+            samples.push((id, LinkSample { measure }));
         }
         samples
     }

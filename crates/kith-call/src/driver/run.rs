@@ -253,6 +253,14 @@ impl Driver {
                 let samples = self.sample().await;
                 self.input(Input::Stats(samples));
             }
+            MediaOp::SampleEstimates => {
+                let estimates = self
+                    .links
+                    .iter()
+                    .filter_map(|(id, link)| link.estimate.for_encoder().map(|bps| (*id, bps)))
+                    .collect();
+                self.input(Input::Estimates(estimates));
+            }
         }
     }
 
