@@ -2,6 +2,7 @@
 //! depacketizing, decoding and mixing on the receive side.
 
 pub mod assembler;
+pub mod keyframe_asks;
 pub mod mixer;
 pub mod playout;
 pub mod receive;

@@ -26,6 +26,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::counters::{FreezeDetector, ReceiveCounters};
 use crate::media::assembler::{Assembled, FrameAssembler};
+use crate::media::keyframe_asks::KeyframeAsks;
 use crate::media::playout::Playout;
 use crate::media::sinks::{AudioLevel, VideoSink};
 use crate::media::vp9_rtp::Vp9Depacketizer;
@@ -38,8 +39,6 @@ pub type RtcpSink = Arc<dyn Fn(&[Box<dyn rtc::rtcp::Packet>]) + Send + Sync>;
 /// bad link) before the frames behind it go on without it.
 const MAX_PACKET_WAIT: Duration = Duration::from_millis(400);
 
-/// A keyframe request is sent at most this often.
-const PLI_INTERVAL: Duration = Duration::from_millis(300);
 /// Decoded-but-unconsumed samples before the oldest is dropped.
 const DECODE_QUEUE: usize = 8;
 /// Decoded frames waiting for their playout time at most (the playout
@@ -146,7 +145,7 @@ async fn pump_video<D: Depacketizer>(
     rtcp: &RtcpSink,
 ) {
     let mut assembler = FrameAssembler::new(depacketizer, MAX_PACKET_WAIT);
-    let mut last_pli: Option<Instant> = None;
+    let mut asks = KeyframeAsks::default();
     loop {
         tokio::select! {
             event = track.poll() => {
@@ -183,11 +182,9 @@ async fn pump_video<D: Depacketizer>(
             }
             request = pli.recv() => {
                 if request.is_none() { break; }
-                let now = Instant::now();
-                if last_pli.is_some_and(|at| now.duration_since(at) < PLI_INTERVAL) {
+                if !asks.ask(Instant::now()) {
                     continue;
                 }
-                last_pli = Some(now);
                 counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
                 debug!(media_ssrc, "asking the sender for a keyframe");
                 let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
