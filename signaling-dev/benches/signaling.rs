@@ -1,11 +1,16 @@
-//! `cargo xtask bench signaling`: relay throughput and latency, idle memory
-//! and accept rate of the real `signaling-dev` binary, driven over loopback
-//! from this process. Every phase is bounded in count and time.
+//! `cargo xtask bench signaling`: relay throughput and latency of the real
+//! `signaling-dev` binary side by side with a minimal Node `ws` relay of
+//! protocol v1 (`benches/node-relay`), both driven over loopback by the same
+//! load generator in this process, which also reports its own CPU use next to
+//! the server's; then signaling-dev's idle memory and accept rate. Every
+//! phase is bounded in count and time.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+use std::fmt;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, stream};
@@ -20,6 +25,15 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// No phase may run longer than this.
 const PHASE_LIMIT: Duration = Duration::from_secs(120);
 
+/// The Node relay: relay.mjs, its package.json and package-lock.json.
+const NODE_RELAY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/node-relay");
+
+/// Offers each session sends before reading its partner's, in the throughput phase.
+const WINDOW: usize = 32;
+/// Each session's send period in the latency phase (10 messages/s) and how long it sends.
+const LATENCY_PERIOD: Duration = Duration::from_millis(100);
+const LATENCY_DURATION: Duration = Duration::from_secs(5);
+
 struct ServerProcess {
     child: Child,
     url: String,
@@ -33,8 +47,10 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
+    /// signaling-dev with its rate limit out of the way.
     fn start() -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_signaling-dev"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_signaling-dev"));
+        command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -43,19 +59,45 @@ impl ServerProcess {
                 "--rate-burst",
                 "1e9",
             ])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "error");
+        ServerProcess::spawn(&mut command).unwrap_or_else(|err| panic!("signaling-dev: {err}"))
+    }
+
+    /// The Node relay, started like signaling-dev; or why it cannot run here.
+    fn start_node_relay(ready: &Result<String, String>) -> Result<ServerProcess, String> {
+        if let Err(why) = ready {
+            return Err(why.clone());
+        }
+        let mut command = Command::new("node");
+        command
+            .arg(Path::new(NODE_RELAY_DIR).join("relay.mjs"))
+            .args(["--listen", "127.0.0.1:0"]);
+        ServerProcess::spawn(&mut command)
+    }
+
+    /// Starts a server that prints one JSON line with its `ws` URL once it listens.
+    fn spawn(command: &mut Command) -> Result<ServerProcess, String> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command
             .spawn()
-            .unwrap();
+            .map_err(|err| format!("cannot start {program}: {err}"))?;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap();
-        ServerProcess {
-            url: ready["ws"].as_str().unwrap().to_owned(),
-            child,
+        let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let url = read
+            .ok()
+            .and_then(|_| serde_json::from_str::<Value>(&line).ok())
+            .and_then(|ready| ready["ws"].as_str().map(str::to_owned));
+        match url {
+            Some(url) => Ok(ServerProcess { child, url }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "{program} printed no ready line (got {:?})",
+                    line.trim()
+                ))
+            }
         }
     }
 
@@ -145,10 +187,99 @@ fn offer(room: &str, to: &str, sdp: String) -> Message {
     )
 }
 
+/// CPU use over one phase, in cores: CPU seconds (user + system, all threads)
+/// per second of wall time.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    /// This process: the load generator.
+    load: f64,
+    server: f64,
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2} / {:.2}", self.load, self.server)
+    }
+}
+
+/// USER_HZ, the unit of CPU times in /proc: `getconf CLK_TCK`, else Linux's usual 100.
+fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds a process has used so far, every thread's user and system time,
+/// from /proc/<pid>/stat; `pid` "self" is this process.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; after it come
+    // fields 3 onwards of proc(5), of which utime is 14 and stime 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_ascii_whitespace().skip(14 - 3);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// Measures the CPU of this process and of a server over a stretch of wall
+/// time, so the table shows which of the two is saturated.
+struct CpuMeter {
+    server_pid: String,
+    started: Instant,
+    load_before: Option<f64>,
+    server_before: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(server: &ServerProcess) -> CpuMeter {
+        let server_pid = server.child.id().to_string();
+        CpuMeter {
+            load_before: cpu_seconds("self"),
+            server_before: cpu_seconds(&server_pid),
+            server_pid,
+            started: Instant::now(),
+        }
+    }
+
+    fn stop(&self) -> Cpu {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cores = |before: Option<f64>, pid: &str| match (before, cpu_seconds(pid)) {
+            (Some(before), Some(after)) => (after - before) / wall,
+            _ => f64::NAN,
+        };
+        Cpu {
+            load: cores(self.load_before, "self"),
+            server: cores(self.server_before, &self.server_pid),
+        }
+    }
+}
+
+/// What the throughput phase measured.
+#[derive(Debug, Clone, Copy)]
+struct Throughput {
+    /// Messages relayed per second.
+    rate: f64,
+    cpu: Cpu,
+}
+
 /// Every session sends `window` offers to its partner, then reads the
-/// partner's `window`, for `rounds` rounds. Returns messages relayed per second.
-async fn throughput(url: &str, sessions: usize, rounds: usize, window: usize) -> f64 {
-    let members = pairs(url, sessions).await;
+/// partner's `window`, for `rounds` rounds.
+async fn throughput(
+    server: &ServerProcess,
+    sessions: usize,
+    rounds: usize,
+    window: usize,
+) -> Throughput {
+    let members = pairs(&server.url, sessions).await;
+    let meter = CpuMeter::start(server);
     let started = Instant::now();
     let tasks: Vec<_> = members
         .into_iter()
@@ -178,13 +309,37 @@ async fn throughput(url: &str, sessions: usize, rounds: usize, window: usize) ->
         );
     }
     let elapsed = started.elapsed().as_secs_f64();
-    (sessions * rounds * window) as f64 / elapsed
+    let cpu = meter.stop();
+    Throughput {
+        rate: (sessions * rounds * window) as f64 / elapsed,
+        cpu,
+    }
+}
+
+/// What the latency phase measured: send-to-receive times in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    cpu: Cpu,
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2} ms / {:.2} ms", self.p50, self.p99)
+    }
 }
 
 /// Every session sends one timestamped offer each `period` for `duration`;
-/// returns (p50, p99) of send-to-receive time.
-async fn latency(url: &str, sessions: usize, period: Duration, duration: Duration) -> (f64, f64) {
-    let members = pairs(url, sessions).await;
+/// returns p50 and p99 of send-to-receive time.
+async fn latency(
+    server: &ServerProcess,
+    sessions: usize,
+    period: Duration,
+    duration: Duration,
+) -> Latency {
+    let members = pairs(&server.url, sessions).await;
+    let meter = CpuMeter::start(server);
     let epoch = Arc::new(Instant::now());
     let tasks: Vec<_> = members
         .into_iter()
@@ -243,9 +398,14 @@ async fn latency(url: &str, sessions: usize, period: Duration, duration: Duratio
                 .unwrap(),
         );
     }
+    let cpu = meter.stop();
     all.sort_by(f64::total_cmp);
     let at = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.50), at(0.99))
+    Latency {
+        p50: at(0.50),
+        p99: at(0.99),
+        cpu,
+    }
 }
 
 fn expected(duration: Duration, period: Duration) -> usize {
@@ -267,10 +427,85 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// 1000 → "1,000".
+fn count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Makes sure the Node relay can run: `node` on the PATH and the relay's `ws`
+/// package installed, by `npm ci` when the lock file is newer than what
+/// node_modules holds (as xtask does for the UI). Returns the versions, or why
+/// the relay cannot run.
+fn prepare_node_relay() -> Result<String, String> {
+    let node = match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        _ => return Err("node not found (apt-get install nodejs npm)".into()),
+    };
+    let dir = Path::new(NODE_RELAY_DIR);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed < modified(&dir.join("package-lock.json")) {
+        eprintln!("==> npm ci in {NODE_RELAY_DIR} (the Node relay's ws package)");
+        // npm's output goes to stderr: stdout is the table.
+        let done = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .stdout(std::io::stderr())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !done {
+            return Err("npm ci failed (run npm ci in signaling-dev/benches/node-relay)".into());
+        }
+    }
+    let ws = std::fs::read_to_string(dir.join("node_modules/ws/package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|package| package["version"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    Ok(format!("Node {node}, ws {ws}"))
+}
+
+/// Prints a Markdown table, each column as wide as its widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            std::iter::once(&header)
+                .chain(rows)
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let print_row = |row: &[String]| {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{cell:width$}"))
+            .collect();
+        println!("| {} |", cells.join(" | "));
+    };
+    print_row(&header);
+    let rule: Vec<String> = widths.iter().map(|width| "-".repeat(width + 2)).collect();
+    println!("|{}|", rule.join("|"));
+    for row in rows {
+        print_row(row);
+    }
+}
+
 fn main() {
     if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("could not raise the open-file limit: {err}");
     }
+    // The load generator: two worker threads.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -282,77 +517,155 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let wants = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
+    let node_ready = if wants("throughput") || wants("latency") {
+        prepare_node_relay()
+    } else {
+        Ok(String::new())
+    };
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
     runtime.block_on(async {
-        let mut rows: Vec<(String, String)> = Vec::new();
+        // A fresh server for each run, signaling-dev then the Node relay at
+        // the same size, so the two numbers of a row are taken back to back
+        // rather than at either end of a long run on a shared machine.
+        let mut compared: Vec<Vec<String>> = Vec::new();
+        let not_run = |why: &str| format!("not run: {why}");
+        let no_ratio = |_: &str| String::from("—");
 
-        let server = ServerProcess::start();
-        let baseline = server.rss_bytes();
-        let throughput_runs: &[(usize, usize)] = if wants("throughput") {
-            &[(100, 400), (1000, 40)]
-        } else {
-            &[]
-        };
-        for &(sessions, rounds) in throughput_runs {
-            let rate = throughput(&server.url, sessions, rounds, 32).await;
-            rows.push((
-                format!("relayed messages/s, {sessions} active sessions in pairs"),
-                format!("{rate:.0}"),
-            ));
+        if wants("throughput") {
+            for (sessions, rounds) in [(100, 400), (1000, 40)] {
+                let server = ServerProcess::start();
+                let ours = throughput(&server, sessions, rounds, WINDOW).await;
+                drop(server);
+                let node = match ServerProcess::start_node_relay(&node_ready) {
+                    Ok(server) => Ok(throughput(&server, sessions, rounds, WINDOW).await),
+                    Err(why) => Err(why),
+                };
+                let node = node.as_ref().map_err(String::as_str);
+                compared.push(vec![
+                    format!(
+                        "relayed messages/s, {} active sessions in pairs",
+                        count(sessions)
+                    ),
+                    format!("{:.0}", ours.rate),
+                    node.map_or_else(not_run, |n| format!("{:.0}", n.rate)),
+                    node.map_or_else(no_ratio, |n| format!("{:.2}×", ours.rate / n.rate)),
+                ]);
+                compared.push(vec![
+                    "  CPU meanwhile, cores: load generator / server".into(),
+                    ours.cpu.to_string(),
+                    node.map_or_else(no_ratio, |n| n.cpu.to_string()),
+                    String::new(),
+                ]);
+            }
         }
-        drop(server);
 
         if wants("latency") {
-        let server = ServerProcess::start();
-        let (p50, p99) =
-            latency(&server.url, 1000, Duration::from_millis(100), Duration::from_secs(5)).await;
-        rows.push((
-            "relay latency p50 / p99, 1,000 active sessions at 10 msg/s each".into(),
-            format!("{p50:.2} ms / {p99:.2} ms"),
-        ));
-        drop(server);
+            for sessions in [100, 1000] {
+                let server = ServerProcess::start();
+                let ours = latency(&server, sessions, LATENCY_PERIOD, LATENCY_DURATION).await;
+                drop(server);
+                let node = match ServerProcess::start_node_relay(&node_ready) {
+                    Ok(server) => {
+                        Ok(latency(&server, sessions, LATENCY_PERIOD, LATENCY_DURATION).await)
+                    }
+                    Err(why) => Err(why),
+                };
+                let node = node.as_ref().map_err(String::as_str);
+                compared.push(vec![
+                    format!(
+                        "relay latency p50 / p99, {} active sessions at 10 msg/s each",
+                        count(sessions)
+                    ),
+                    ours.to_string(),
+                    node.map_or_else(not_run, |n| n.to_string()),
+                    node.map_or_else(no_ratio, |n| {
+                        format!("{:.2}× / {:.2}×", ours.p50 / n.p50, ours.p99 / n.p99)
+                    }),
+                ]);
+                compared.push(vec![
+                    "  CPU meanwhile, cores: load generator / server".into(),
+                    ours.cpu.to_string(),
+                    node.map_or_else(no_ratio, |n| n.cpu.to_string()),
+                    String::new(),
+                ]);
+            }
         }
 
+        let mut rows: Vec<Vec<String>> = Vec::new();
         if wants("idle") {
-        let server = ServerProcess::start();
-        let (idle, took) = connect_idle(&server.url, 10_000, 100).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss = server.rss_bytes();
-        rows.push((
-            "accept 10,000 connections (TCP, WebSocket, hello→welcome; 256 at a time)".into(),
-            format!("{:.2} s ({:.0}/s)", took.as_secs_f64(), 10_000.0 / took.as_secs_f64()),
-        ));
-        rows.push(("server RSS, no sessions".into(), mib(baseline)));
-        rows.push((
-            "server RSS, 10,000 idle sessions (100 users × 100 sessions)".into(),
-            format!(
-                "{} ({:.1} KiB per session)",
-                mib(rss),
-                (rss.saturating_sub(baseline)) as f64 / 10_000.0 / 1024.0
-            ),
-        ));
-        drop(idle);
-        drop(server);
+            let server = ServerProcess::start();
+            let baseline = server.rss_bytes();
+            let (idle, took) = connect_idle(&server.url, 10_000, 100).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rss = server.rss_bytes();
+            rows.push(vec![
+                "accept 10,000 connections (TCP, WebSocket, hello→welcome; 256 at a time)".into(),
+                format!(
+                    "{:.2} s ({:.0}/s)",
+                    took.as_secs_f64(),
+                    10_000.0 / took.as_secs_f64()
+                ),
+            ]);
+            rows.push(vec!["server RSS, no sessions".into(), mib(baseline)]);
+            rows.push(vec![
+                "server RSS, 10,000 idle sessions (100 users × 100 sessions)".into(),
+                format!(
+                    "{} ({:.1} KiB per session)",
+                    mib(rss),
+                    (rss.saturating_sub(baseline)) as f64 / 10_000.0 / 1024.0
+                ),
+            ]);
+            drop(idle);
+            drop(server);
         }
 
         if wants("presence") {
-        let server = ServerProcess::start();
-        let (distinct, took) = connect_idle(&server.url, 1_000, 1_000).await;
-        rows.push((
-            "1,000 distinct users connect (presence to every session: ~500,000 messages)".into(),
-            format!("{:.2} s", took.as_secs_f64()),
-        ));
-        drop(distinct);
-        drop(server);
+            let server = ServerProcess::start();
+            let (distinct, took) = connect_idle(&server.url, 1_000, 1_000).await;
+            rows.push(vec![
+                "1,000 distinct users connect (presence to every session: ~500,000 messages)"
+                    .into(),
+                format!("{:.2} s", took.as_secs_f64()),
+            ]);
+            drop(distinct);
+            drop(server);
         }
 
-        println!();
-        println!("signaling-dev (release), server in its own process, load from this one, loopback, 2 cores shared");
-        println!();
-        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-        println!("| {:width$} | value |", "measure");
-        println!("|{}|-------|", "-".repeat(width + 2));
-        for (key, value) in rows {
-            println!("| {key:width$} | {value} |");
+        if !compared.is_empty() {
+            let node = node_ready.as_deref().unwrap_or("not run");
+            println!();
+            println!(
+                "relay: signaling-dev (release) against a minimal Node ws relay of protocol v1 \
+                 (benches/node-relay; {node}; one thread), each in its own process, the same \
+                 load generator in this one, loopback, {cores} cores shared"
+            );
+            println!();
+            print_table(
+                &[
+                    "measure",
+                    "signaling-dev",
+                    "Node ws relay",
+                    "signaling-dev / Node",
+                ],
+                &compared,
+            );
+            println!();
+            println!(
+                "CPU meanwhile: CPU seconds (user + system, all threads; /proc/<pid>/stat) per \
+                 second while the messages flowed, of this load generator (2 worker threads) and \
+                 of the server process. The one at its ceiling is the bottleneck: about 1 core \
+                 for the Node relay (one JavaScript thread), 2 for the load generator; when the \
+                 two add up to the machine's {cores} cores, the shared CPU is."
+            );
+        }
+        if !rows.is_empty() {
+            println!();
+            println!(
+                "signaling-dev (release), server in its own process, load from this one, \
+                 loopback, {cores} cores shared"
+            );
+            println!();
+            print_table(&["measure", "value"], &rows);
         }
     });
 }

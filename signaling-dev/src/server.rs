@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kith_proto::{DisplayName, Request, RequestId, SessionId, UserId};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -118,6 +119,14 @@ impl Server {
         });
         let router = crate::http::router(shared);
         let task = tokio::spawn(async move {
+            // Signaling is small messages that must go at once: Nagle's
+            // algorithm held an answer back until the previous one was
+            // acknowledged (Node's `ws` turns it off on every socket too).
+            let listener = listener.tap_io(|stream| {
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot turn off Nagle's algorithm");
+                }
+            });
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;
