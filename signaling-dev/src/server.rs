@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kith_proto::{DisplayName, Request, RequestId, SessionId, UserId};
 use axum::serve::ListenerExt;
+use kith_proto::{DisplayName, Request, RequestId, SessionId, UserId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
