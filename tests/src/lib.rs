@@ -529,6 +529,16 @@ impl Lan {
         ]);
     }
 
+    /// A default route on each host, through the link: Chromium gathers no
+    /// candidates on a host without one (its connections stay `new`),
+    /// though nothing leaves the link either way.
+    pub fn default_routes(&self) {
+        ip_steps(&[
+            vec!["-n", &self.a, "route", "add", "default", "dev", &self.dev_a],
+            vec!["-n", &self.b, "route", "add", "default", "dev", &self.dev_b],
+        ]);
+    }
+
     /// `program` run inside namespace `ns`.
     pub fn exec(&self, ns: &str, program: &Path) -> Command {
         let mut command = Command::new("ip");

@@ -31,7 +31,7 @@ enum Task {
     },
     /// Run benchmarks and print their tables (default all).
     Bench {
-        /// Which benchmarks: signaling, media, call, app.
+        /// Which benchmarks: signaling, media, call, network, app.
         names: Vec<String>,
     },
     /// Only install the system packages the build and tests need.
@@ -220,7 +220,7 @@ fn build_release(packages: &[&str]) -> anyhow::Result<()> {
 }
 
 fn bench(names: &[String]) -> anyhow::Result<()> {
-    const KNOWN: [&str; 4] = ["signaling", "media", "call", "app"];
+    const KNOWN: [&str; 5] = ["signaling", "media", "call", "network", "app"];
     let wanted: Vec<&str> = if names.is_empty() {
         KNOWN.to_vec()
     } else {
@@ -267,6 +267,13 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                 step(
                     "call benchmark",
                     cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "call"]),
+                )?;
+            }
+            "network" => {
+                build_release(&["kith-cli", "signaling-dev", "kith-e2e"])?;
+                step(
+                    "network benchmark",
+                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "network"]),
                 )?;
             }
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),

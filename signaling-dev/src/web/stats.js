@@ -110,6 +110,7 @@ export async function collectStats(peer) {
         local_candidate_type: byId.get(s.localCandidateId)?.candidateType ?? null,
         remote_candidate_type: byId.get(s.remoteCandidateId)?.candidateType ?? null,
         protocol: byId.get(s.localCandidateId)?.protocol ?? null,
+        bytes_received: s.bytesReceived ?? 0,
       };
     }
   });
