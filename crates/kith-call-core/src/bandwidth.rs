@@ -19,8 +19,15 @@ const BITRATE_DEADBAND: u32 = 20;
 const UP_MARGIN: f64 = 1.25;
 /// How long the target must stay there.
 const UP_HOLD: Duration = Duration::from_secs(4);
-/// No climb this soon after a step down.
+/// No climb this soon after a step down...
 const AFTER_DOWN_HOLD: Duration = Duration::from_secs(8);
+/// ...and a climb followed this soon by a step down failed: the link did
+/// not carry the bigger size (on a 500 kbit/s link each climb's keyframe
+/// overflowed the queue, and the call froze every 8-10 s), so the next
+/// attempt waits twice as long, up to [`MAX_AFTER_DOWN_HOLD`]. A climb that
+/// holds this long brings the wait back to [`AFTER_DOWN_HOLD`].
+const FAILED_CLIMB: Duration = Duration::from_secs(15);
+const MAX_AFTER_DOWN_HOLD: Duration = Duration::from_secs(64);
 
 /// Bitrate each picture size needs, largest first.
 const LADDER: [(u32, u32, u32); 4] = [
@@ -72,6 +79,9 @@ pub struct BandwidthPolicy {
     /// Since when the target has been high enough for the next rung.
     climb_since: Option<Instant>,
     last_down: Option<Instant>,
+    last_up: Option<Instant>,
+    /// How long after a step down no climb is tried.
+    down_hold: Duration,
 }
 
 impl BandwidthPolicy {
@@ -83,6 +93,8 @@ impl BandwidthPolicy {
             size: requested,
             climb_since: None,
             last_down: None,
+            last_up: None,
+            down_hold: AFTER_DOWN_HOLD,
         }
     }
 
@@ -108,9 +120,23 @@ impl BandwidthPolicy {
         }
         let fits = size_for_bitrate(target, self.requested.0, self.requested.1);
         let area = |s: (u32, u32)| u64::from(s.0) * u64::from(s.1);
+        if self
+            .last_up
+            .is_some_and(|up| now.duration_since(up) >= FAILED_CLIMB)
+        {
+            self.down_hold = AFTER_DOWN_HOLD;
+            self.last_up = None;
+        }
+        let failed_climb = self
+            .last_up
+            .is_some_and(|up| now.duration_since(up) < FAILED_CLIMB);
         if area(fits) < area(self.size) {
+            if failed_climb {
+                self.down_hold = (self.down_hold * 2).min(MAX_AFTER_DOWN_HOLD);
+            }
             self.size = fits;
             self.climb_since = None;
+            self.last_up = None;
             self.last_down = Some(now);
             change.size = Some(fits);
             return change;
@@ -126,10 +152,11 @@ impl BandwidthPolicy {
         let since = *self.climb_since.get_or_insert(now);
         let settled = self
             .last_down
-            .is_none_or(|down| now.duration_since(down) >= AFTER_DOWN_HOLD);
+            .is_none_or(|down| now.duration_since(down) >= self.down_hold);
         if now.duration_since(since) >= UP_HOLD && settled {
             self.size = up;
             self.climb_since = None;
+            self.last_up = Some(now);
             change.size = Some(up);
         }
         change
@@ -185,6 +212,71 @@ mod tests {
             sizes,
             vec![(320, 180), (640, 360), (960, 540), (1280, 720)],
             "down at once, then up rung by rung"
+        );
+    }
+
+    /// The seconds at which the size changed, and to what.
+    fn run_timed(policy: &mut BandwidthPolicy, estimates: &[f64]) -> Vec<(usize, (u32, u32))> {
+        let start = Instant::now();
+        estimates
+            .iter()
+            .enumerate()
+            .filter_map(|(second, estimate)| {
+                let now = start + Duration::from_secs(second as u64);
+                policy
+                    .on_estimate(now, *estimate)
+                    .size
+                    .map(|size| (second, size))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_climb_makes_the_next_one_wait_twice_as_long() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        // Low, then enough for 640x360 but each climb is followed a second
+        // later by a drop (the link did not carry it), then enough for good.
+        let mut estimates = vec![200_000.0; 3];
+        estimates.extend(vec![400_000.0; 6]); // climbs at 8
+        estimates.push(200_000.0); // fails at 9
+        estimates.extend(vec![400_000.0; 16]); // climbs at 25, not 17
+        estimates.push(200_000.0); // fails at 26
+        estimates.extend(vec![400_000.0; 40]); // climbs at 58, not 34
+        let sizes = run_timed(&mut policy, &estimates);
+        assert_eq!(
+            sizes,
+            vec![
+                (0, (320, 180)),
+                (8, (640, 360)),
+                (9, (320, 180)),
+                (25, (640, 360)),
+                (26, (320, 180)),
+                (58, (640, 360)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_climb_that_holds_brings_the_wait_back() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let mut estimates = vec![200_000.0; 3];
+        estimates.extend(vec![400_000.0; 6]); // climbs at 8
+        estimates.push(200_000.0); // fails at 9: the next waits 16 s
+        estimates.extend(vec![400_000.0; 16]); // climbs at 25
+        estimates.extend(vec![400_000.0; 20]); // holds past 40
+        estimates.push(200_000.0); // down at 46, not a failed climb
+        estimates.extend(vec![400_000.0; 10]); // climbs 8 s later, at 54
+        let sizes = run_timed(&mut policy, &estimates);
+        assert_eq!(
+            sizes,
+            vec![
+                (0, (320, 180)),
+                (8, (640, 360)),
+                (9, (320, 180)),
+                (25, (640, 360)),
+                (46, (320, 180)),
+                (54, (640, 360)),
+            ]
         );
     }
 
