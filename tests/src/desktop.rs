@@ -365,18 +365,28 @@ pub async fn type_into(client: &Client, css: &str, text: &str) {
 }
 
 pub async fn click(client: &Client, css: &str) {
-    let button = wait_for(client, css, "a button", Present).await;
-    // WebKitWebDriver calls some visible buttons (a clipped name) hidden and
-    // refuses to click them; the page's own click is the same to the app.
-    if button.click().await.is_err() {
-        client
+    // The UI may re-render the button between finding and clicking it (a
+    // stale element): find it again, a few times.
+    for _ in 0..10 {
+        let button = wait_for(client, css, "a button", Present).await;
+        if button.click().await.is_ok() {
+            return;
+        }
+        // WebKitWebDriver calls some visible buttons (a clipped name) hidden
+        // and refuses to click them; the page's own click is the same to the
+        // app.
+        let clicked = client
             .execute(
                 "arguments[0].click()",
                 vec![serde_json::to_value(&button).unwrap()],
             )
-            .await
-            .unwrap();
+            .await;
+        if clicked.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("could not click {css}: it kept going stale");
 }
 
 /// The X display as a PNG, as a person would see it (WebKitWebDriver's own
