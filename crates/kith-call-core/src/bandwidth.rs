@@ -231,53 +231,45 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_failed_climb_makes_the_next_one_wait_twice_as_long() {
-        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
-        // Low, then enough for 640x360 but each climb is followed a second
-        // later by a drop (the link did not carry it), then enough for good.
+    /// Low, then enough for 640x360 but the climb is followed a second
+    /// later by a drop (the link did not carry it), then enough again until
+    /// the next climb, 16 s after that failure rather than 8.
+    fn one_failed_climb() -> Vec<f64> {
         let mut estimates = vec![200_000.0; 3];
         estimates.extend(vec![400_000.0; 6]); // climbs at 8
         estimates.push(200_000.0); // fails at 9
         estimates.extend(vec![400_000.0; 16]); // climbs at 25, not 17
+        estimates
+    }
+
+    const AFTER_ONE_FAILED_CLIMB: [(usize, (u32, u32)); 4] = [
+        (0, (320, 180)),
+        (8, (640, 360)),
+        (9, (320, 180)),
+        (25, (640, 360)),
+    ];
+
+    #[test]
+    fn a_failed_climb_makes_the_next_one_wait_twice_as_long() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let mut estimates = one_failed_climb();
         estimates.push(200_000.0); // fails at 26
         estimates.extend(vec![400_000.0; 40]); // climbs at 58, not 34
-        let sizes = run_timed(&mut policy, &estimates);
-        assert_eq!(
-            sizes,
-            vec![
-                (0, (320, 180)),
-                (8, (640, 360)),
-                (9, (320, 180)),
-                (25, (640, 360)),
-                (26, (320, 180)),
-                (58, (640, 360)),
-            ]
-        );
+        let mut expected = AFTER_ONE_FAILED_CLIMB.to_vec();
+        expected.extend([(26, (320, 180)), (58, (640, 360))]);
+        assert_eq!(run_timed(&mut policy, &estimates), expected);
     }
 
     #[test]
     fn a_climb_that_holds_brings_the_wait_back() {
         let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
-        let mut estimates = vec![200_000.0; 3];
-        estimates.extend(vec![400_000.0; 6]); // climbs at 8
-        estimates.push(200_000.0); // fails at 9: the next waits 16 s
-        estimates.extend(vec![400_000.0; 16]); // climbs at 25
+        let mut estimates = one_failed_climb();
         estimates.extend(vec![400_000.0; 20]); // holds past 40
         estimates.push(200_000.0); // down at 46, not a failed climb
         estimates.extend(vec![400_000.0; 10]); // climbs 8 s later, at 54
-        let sizes = run_timed(&mut policy, &estimates);
-        assert_eq!(
-            sizes,
-            vec![
-                (0, (320, 180)),
-                (8, (640, 360)),
-                (9, (320, 180)),
-                (25, (640, 360)),
-                (46, (320, 180)),
-                (54, (640, 360)),
-            ]
-        );
+        let mut expected = AFTER_ONE_FAILED_CLIMB.to_vec();
+        expected.extend([(46, (320, 180)), (54, (640, 360))]);
+        assert_eq!(run_timed(&mut policy, &estimates), expected);
     }
 
     #[test]
