@@ -516,7 +516,6 @@ pub struct TransportStats {
     pub rtt_ms: Option<f64>,
     pub candidate_type: Option<String>,
     pub available_outgoing_bps: Option<f64>,
-    pub video_target_bps: Option<f64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub packets_lost: i64,
@@ -575,11 +574,6 @@ pub async fn transport_stats(pc: &Arc<dyn PeerConnection>) -> TransportStats {
             RTCStatsReportEntry::OutboundRtp(outbound)
                 if outbound.sent_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Video =>
             {
-                if outbound.target_bitrate > 0.0 {
-                    out.video_target_bps = Some(crate::estimator::estimate_from_target(
-                        outbound.target_bitrate,
-                    ));
-                }
                 out.nacks_received += u64::from(outbound.nack_count);
                 out.retransmits_sent += outbound.retransmitted_packets_sent;
             }

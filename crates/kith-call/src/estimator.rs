@@ -21,8 +21,9 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// pacer releases at exactly the target it hears, so an encoder's overshoot
 /// (a keyframe, retransmissions) queues behind it for seconds; Chromium
 /// paces at 2.5× its estimate for that reason. The congestion controller
-/// publishes only this figure, so whoever reads it (the stats, the encoder
-/// policy) divides it back: see [`estimate_from_target`].
+/// hands the chain only this figure, so the pacer's retransmission budget
+/// divides it back ([`estimate_from_target`]); the stats and the encoder
+/// policy read the estimate itself from [`SharedEstimate`].
 pub const PACING_FACTOR: f64 = 2.5;
 
 /// The bandwidth estimate behind a target the chain published.

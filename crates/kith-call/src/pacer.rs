@@ -267,15 +267,18 @@ impl PriorityPacer {
             packet.now = now;
             self.released.push_back(packet);
         }
-        self.measure_resends(now);
+        self.measure(now);
     }
 
-    /// Runs on every release and every packet written (audio comes every
-    /// 20 ms), so the rate falls back once resends stop.
-    fn measure_resends(&mut self, now: Instant) {
+    /// The resend rate for the encoder's budget, and the log of what went
+    /// out. Runs on every release and every packet written (audio comes
+    /// every 20 ms), so the rate falls back once resends stop.
+    fn measure(&mut self, now: Instant) {
         if let Some(bps) = self.resends.tick(now) {
             self.shared.set_resent(bps);
         }
+        self.tally
+            .log_each_second(now, self.target_bps, self.video_bits);
     }
 }
 
@@ -314,15 +317,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             return Ok(());
         };
         self.bucket.refill(msg.now);
-        self.measure_resends(msg.now);
+        self.measure(msg.now);
         if self.audio_ssrcs.contains(&rtp.header.ssrc) {
             // Audio is never held: it is small and steady, and a talkspurt
             // behind a keyframe is what a listener hears. It is charged, so
             // video makes room for it.
             self.bucket.consume(bits_of(&msg));
             self.tally.audio_bits += bits_of(&msg);
-            self.tally
-                .log_each_second(msg.now, self.target_bps, self.video_bits);
             self.released.push_back(msg);
             return Ok(());
         }

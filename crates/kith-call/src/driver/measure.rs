@@ -131,8 +131,10 @@ impl Driver {
             let counters = &link.counters;
             let frames = counters.frames_decoded.load(Ordering::Relaxed);
             let latencies = counters.take_latencies();
-            let estimate = transport
-                .video_target_bps
+            // The figure the encoder follows, from the estimator itself.
+            let estimate = link
+                .estimate
+                .estimate()
                 .or(transport.available_outgoing_bps);
             let last_frame = link.media.video.latest();
             let record = self.records.get(&id);
