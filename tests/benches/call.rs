@@ -15,7 +15,7 @@ mod datachannel;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kith_e2e::browser::{Chromium, Page};
+use kith_e2e::browser::{Chromium, Page, call_query};
 use kith_e2e::*;
 use serde_json::{Value, json};
 
@@ -213,9 +213,7 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
     let chromium = Chromium::start();
     let mut opened: Vec<Page> = Vec::new();
     for index in 0..pages {
-        let query = format!(
-            "room=bench&user=web{index}&source=synthetic&codec={codec}&width={WIDTH}&height={HEIGHT}&fps=30"
-        );
+        let query = call_query("bench", &format!("web{index}"), codec, (WIDTH, HEIGHT, 30));
         let page = chromium.open(&server.page(&query)).await;
         page.wait_until("joined", "window.kith.state === 'in-call'")
             .await;

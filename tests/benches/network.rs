@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kith_e2e::browser::call_query;
 use kith_e2e::*;
 use serde_json::Value;
 
@@ -246,10 +247,7 @@ fn chromium(scenario: &Scenario) -> Direction {
     let scratch = Scratch::new(&format!("bench-web-{}", scenario.slug()));
     let _server = lan.server();
     let page = |ns: &str, user: &str| {
-        let url = format!(
-            "http://{LAN_A}:8787/?room=r1&user={user}&source=synthetic&codec=VP8&width={}&height={}&fps={}",
-            SIZE.0, SIZE.1, SIZE.2
-        );
+        let url = lan.page(&call_query("r1", user, "VP8", SIZE));
         let out = scratch.path(&format!("{user}.jsonl"));
         let mut command = lan.exec(ns, &binary("browser-peer"));
         command.arg(url).arg(SECONDS.to_string()).arg(&out);

@@ -158,6 +158,19 @@ impl Page {
     }
 }
 
+/// The client page's query for `user` joining `room` as it opens, sending
+/// its synthetic camera in `codec` at `width`×`height` and `fps`.
+pub fn call_query(
+    room: &str,
+    user: &str,
+    codec: &str,
+    (width, height, fps): (u32, u32, u32),
+) -> String {
+    format!(
+        "room={room}&user={user}&source=synthetic&codec={codec}&width={width}&height={height}&fps={fps}"
+    )
+}
+
 /// The figures `report` holds for the peer that is (or was) `user`.
 pub fn peer_in<'a>(report: &'a Value, user: &str) -> &'a Value {
     report["peers"]

@@ -672,6 +672,11 @@ impl Lan {
         format!("ws://{LAN_A}:8787/ws")
     }
 
+    /// The client page of [`Lan::server`] with `query`.
+    pub fn page(&self, query: &str) -> String {
+        format!("http://{LAN_A}:8787/?{query}")
+    }
+
     /// kith-cli inside namespace `ns` with these arguments after `--user`.
     pub fn kith_cli(&self, ns: &str, user: &str, args: &Args) -> Process {
         let mut command = self.exec(ns, &binary("kith-cli"));

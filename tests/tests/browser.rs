@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kith_e2e::browser::{Chromium, Page, peer_in};
+use kith_e2e::browser::{Chromium, Page, call_query, peer_in};
 use kith_e2e::*;
 use serde_json::Value;
 
@@ -56,10 +56,7 @@ fn kith_args(codec: &str, audio: &str, report: &Path, seconds: u64) -> Args {
 }
 
 fn page_query(user: &str, codec: &str) -> String {
-    format!(
-        "room=r1&user={user}&source=synthetic&codec={codec}&width={}&height={}&fps=30&chat=5",
-        SIZE.0, SIZE.1
-    )
+    call_query("r1", user, codec, (SIZE.0, SIZE.1, 30)) + "&chat=5"
 }
 
 /// kith-cli and a browser page in room r1 for `SECONDS`; `kith_first` picks
