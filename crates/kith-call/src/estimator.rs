@@ -5,8 +5,12 @@
 //! debug) so a collapsing estimate can be told apart: the delay half or the
 //! loss half, and the loss it measured.
 
+mod aimd;
+#[cfg(test)]
+mod closed_loop_tests;
 mod delay;
 mod loss;
+mod trendline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +29,12 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// divides it back ([`estimate_from_target`]); the stats and the encoder
 /// policy read the estimate itself from [`SharedEstimate`].
 pub const PACING_FACTOR: f64 = 2.5;
+
+/// The most of the estimate that resends take from the encoder's budget.
+/// At a cap's onset the resend storm alone ran past the whole estimate and
+/// left the encoder at its floor, and the smallest picture size, for the
+/// seconds the size ladder takes to climb back.
+const MAX_RESEND_SHARE: f64 = 0.5;
 
 /// The bandwidth estimate behind a target the chain published.
 pub fn estimate_from_target(target_bps: f64) -> f64 {
@@ -59,9 +69,11 @@ impl SharedEstimate {
     /// encoder's target. Without it, resends on top of a video that already
     /// fills a capped link kept it overfull for seconds: loss, more resends
     /// and keyframe requests fed each other.
+    /// The resends take at most [`MAX_RESEND_SHARE`] of it.
     pub fn for_encoder(&self) -> Option<f64> {
         let resent = f64::from_bits(self.0.resent_bps.load(Ordering::Relaxed));
-        self.estimate().map(|estimate| (estimate - resent).max(0.0))
+        self.estimate()
+            .map(|estimate| estimate - resent.min(estimate * MAX_RESEND_SHARE))
     }
 
     fn set_estimate(&self, bps: f64) {
@@ -121,6 +133,8 @@ impl BandwidthEstimator for Estimator {
                 target_bps = self.estimate() as u64,
                 delay_bps = self.delay.target() as u64,
                 delay_usage = ?self.delay.usage(),
+                link_capacity_bps = self.delay.capacity().map(|c| c as u64),
+                delivered_bps = self.delay.delivered().map(|d| d as u64),
                 loss_bps = self.loss.target() as u64,
                 inherent_loss = self.loss.inherent(),
                 reported = self.reported,
