@@ -233,6 +233,7 @@ async fn build(
     }
     // Boxed: webrtc-rs's build future is 20 KB, too big to nest in ours.
     let build = PeerConnectionBuilder::new()
+        .with_runtime(crate::sockets::runtime())
         .with_configuration(configuration.build())
         .with_media_engine(engine)
         .with_setting_engine(setting_engine)

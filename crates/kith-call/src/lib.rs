@@ -51,6 +51,7 @@ pub mod priority;
 mod rtcp_filter;
 mod rtx;
 pub mod signaling;
+pub mod sockets;
 #[cfg(test)]
 mod test_packets;
 mod turn_tcp;

@@ -45,6 +45,8 @@ async fn peer() -> anyhow::Result<Peer> {
     let (channels, channels_rx) = mpsc::unbounded_channel();
     let pc = Box::pin(
         PeerConnectionBuilder::new()
+            // Kith's sockets, as its connections bind them.
+            .with_runtime(kith_call::sockets::runtime())
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(
                 SettingEngineBuilder::new()
