@@ -1,4 +1,5 @@
-//! Packets for the interceptors' unit tests.
+//! Packets for the interceptors' unit tests, and the dice of simulated
+//! links.
 
 use std::time::Instant;
 
@@ -19,5 +20,21 @@ pub fn rtp(now: Instant, ssrc: u32, seq: u16, payload: &[u8]) -> TaggedPacket {
             },
             payload: payload.to_vec().into(),
         })),
+    }
+}
+
+/// A link's dice, seeded so a simulated run is repeatable.
+pub struct Dice(rand::rngs::StdRng);
+
+impl Default for Dice {
+    fn default() -> Self {
+        Self(rand::SeedableRng::seed_from_u64(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+impl Dice {
+    /// A number in [0, 1).
+    pub fn roll(&mut self) -> f64 {
+        rand::Rng::random(&mut self.0)
     }
 }

@@ -51,7 +51,7 @@ pub struct Call {
     pacer_free: Instant,
     link_free: Instant,
     queue: std::collections::VecDeque<(Instant, usize)>,
-    dice: u64,
+    dice: crate::test_packets::Dice,
     now_ms: u64,
 }
 
@@ -68,16 +68,13 @@ impl Call {
             pacer_free: epoch,
             link_free: epoch,
             queue: std::collections::VecDeque::new(),
-            dice: 0x9E37_79B9_7F4A_7C15,
+            dice: crate::test_packets::Dice::default(),
             now_ms: 0,
         }
     }
 
     fn roll(&mut self) -> f64 {
-        self.dice ^= self.dice << 13;
-        self.dice ^= self.dice >> 7;
-        self.dice ^= self.dice << 17;
-        (self.dice % 10_000) as f64 / 10_000.0
+        self.dice.roll()
     }
 
     fn estimate(&self) -> f64 {

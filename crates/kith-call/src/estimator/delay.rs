@@ -65,7 +65,7 @@ impl Delivered {
         self.bytes += bytes;
         self.span += gap;
         while let Some(&(oldest, bytes, gap)) = self.arrivals.front() {
-            if oldest + DELIVERED_WINDOW >= self.newest {
+            if oldest.saturating_add(DELIVERED_WINDOW) >= self.newest {
                 break;
             }
             self.arrivals.pop_front();

@@ -188,12 +188,12 @@ mod tests {
     const PACKET_BITS: f64 = 9_600.0;
 
     /// A path that loses `inherent` of everything and, past `capacity`,
-    /// what does not fit, fed back every 100 ms. A xorshift stands in for
-    /// the link's dice, so a run is repeatable.
+    /// what does not fit, fed back every 100 ms, its dice seeded so a run
+    /// is repeatable.
     struct Path {
         half: LossHalf,
         clock: Instant,
-        dice: u64,
+        dice: crate::test_packets::Dice,
     }
 
     impl Path {
@@ -201,15 +201,12 @@ mod tests {
             Self {
                 half: LossHalf::new(start_bps, MIN, MAX),
                 clock: Instant::now(),
-                dice: 0x9E37_79B9_7F4A_7C15,
+                dice: crate::test_packets::Dice::default(),
             }
         }
 
         fn roll(&mut self) -> f64 {
-            self.dice ^= self.dice << 13;
-            self.dice ^= self.dice >> 7;
-            self.dice ^= self.dice << 17;
-            (self.dice % 10_000) as f64 / 10_000.0
+            self.dice.roll()
         }
 
         /// The target after each feedback over `secs`.
