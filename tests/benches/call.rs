@@ -255,16 +255,32 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
 }
 
 /// Two RTCPeerConnections in one page, a reliable ordered channel between
-/// them, `total` bytes in `message`-byte messages: MB/s.
+/// them, `total` bytes in `message`-byte messages: MB/s; and a second
+/// channel carrying a chat message every `every` ms, sent `idle` ms before
+/// the transfer and during it: its latency (one clock, one page).
 const CHROMIUM_BULK: &str = r#"
-const [message, total, done] = arguments;
+const [message, total, every, idle, done] = arguments;
+const percentile = (values, p) => {
+  if (!values.length) return null;
+  values.sort((x, y) => x - y);
+  return values[Math.round((values.length - 1) * p / 100)];
+};
 (async () => {
   const a = new RTCPeerConnection(), b = new RTCPeerConnection();
   a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
   b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
   const channel = a.createDataChannel("bulk", { ordered: true });
+  const chat = a.createDataChannel("chat", { ordered: true });
+  const latencies = [];
   const finished = new Promise((resolve) => {
     b.ondatachannel = (e) => {
+      if (e.channel.label === "chat") {
+        e.channel.onmessage = (m) => {
+          const now = performance.now();
+          latencies.push([now, now - Number(m.data)]);
+        };
+        return;
+      }
       let received = 0;
       e.channel.binaryType = "arraybuffer";
       e.channel.onmessage = (m) => {
@@ -278,6 +294,9 @@ const [message, total, done] = arguments;
   await b.setLocalDescription();
   await a.setRemoteDescription(b.localDescription);
   await new Promise((resolve) => (channel.onopen = resolve));
+  if (chat.readyState !== "open") await new Promise((resolve) => (chat.onopen = resolve));
+  const pinger = setInterval(() => chat.send(String(performance.now())), every);
+  await new Promise((resolve) => setTimeout(resolve, idle));
   const payload = new Uint8Array(message).fill(0x5a);
   // Chromium refuses a send past 16 MiB queued: keep under 8 and refill at 2.
   channel.bufferedAmountLowThreshold = 2 << 20;
@@ -289,27 +308,45 @@ const [message, total, done] = arguments;
     channel.send(payload);
   }
   const ended = await finished;
+  clearInterval(pinger);
   a.close();
   b.close();
-  done({ mb_per_s: total / ((ended - started) / 1000) / 1e6 });
+  const idleMs = latencies.filter(([at]) => at < started).map(([, ms]) => ms);
+  const busyMs = latencies.filter(([at]) => at >= started && at <= ended).map(([, ms]) => ms);
+  done({
+    mb_per_s: total / ((ended - started) / 1000) / 1e6,
+    chat_idle_p50_ms: percentile(idleMs, 50),
+    chat_busy_p50_ms: percentile(busyMs, 50),
+    chat_busy_p95_ms: percentile(busyMs, 95),
+  });
 })().catch((e) => done({ error: String(e) }));
 "#;
 
-async fn chromium_throughput(message: usize) -> f64 {
+async fn chromium_throughput(message: usize) -> datachannel::Bulk {
     let server = Server::start(&[]);
     let chromium = Chromium::start();
     let page = chromium.open(&server.page("source=synthetic")).await;
     let result = page
         .run_async(
             CHROMIUM_BULK,
-            vec![json!(message), json!(datachannel::TOTAL)],
+            vec![
+                json!(message),
+                json!(datachannel::TOTAL),
+                json!(datachannel::CHAT_EVERY.as_millis()),
+                json!(datachannel::IDLE.as_millis()),
+            ],
         )
         .await;
     page.close().await;
     if let Some(error) = result["error"].as_str() {
         eprintln!("Chromium's data channel bench failed: {error}");
     }
-    get(&result, &["mb_per_s"])
+    datachannel::Bulk {
+        mb_per_s: get(&result, &["mb_per_s"]),
+        chat_idle_p50_ms: get(&result, &["chat_idle_p50_ms"]),
+        chat_busy_p50_ms: get(&result, &["chat_busy_p50_ms"]),
+        chat_busy_p95_ms: get(&result, &["chat_busy_p95_ms"]),
+    }
 }
 
 fn ratio(kith: f64, chromium: f64) -> String {
@@ -359,7 +396,7 @@ async fn main() {
             .await
             .unwrap_or_else(|err| {
                 eprintln!("Kith's data channel bench failed: {err:#}");
-                f64::NAN
+                datachannel::Bulk::FAILED
             });
         let chromium = chromium_throughput(message).await;
         bulk.push((message, kith, chromium));
@@ -393,16 +430,28 @@ async fn main() {
     }
     println!();
     println!(
-        "| data channel (reliable, ordered, loopback, 64 MiB) | Kith MB/s | Chromium MB/s | ratio |"
+        "| data channel (reliable, ordered, loopback, 64 MiB) | Kith MB/s | Chromium MB/s | ratio \
+         | chat ms before, p50 Kith / Chromium | chat ms during, p50 | chat ms during, p95 |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (message, kith, chromium) in bulk {
+        let pair = |k: f64, c: f64| format!("{k:.1} / {c:.1}");
         println!(
-            "| {} KiB messages | {kith:.1} | {chromium:.1} | {} |",
+            "| {} KiB messages | {:.1} | {:.1} | {} | {} | {} | {} |",
             message >> 10,
-            ratio(kith, chromium)
+            kith.mb_per_s,
+            chromium.mb_per_s,
+            ratio(kith.mb_per_s, chromium.mb_per_s),
+            pair(kith.chat_idle_p50_ms, chromium.chat_idle_p50_ms),
+            pair(kith.chat_busy_p50_ms, chromium.chat_busy_p50_ms),
+            pair(kith.chat_busy_p95_ms, chromium.chat_busy_p95_ms),
         );
     }
+    println!(
+        "Chat: a message every {} ms on a second channel of the same connection, {} ms before the transfer and during it.",
+        datachannel::CHAT_EVERY.as_millis(),
+        datachannel::IDLE.as_millis()
+    );
     println!();
     println!(
         "Goals: first frame and g2g ≤ 0.70, CPU ≤ 0.50, fps ≥ 1.00, data channel ≥ 1.00 (Kith÷Chromium)."

@@ -1,6 +1,8 @@
 //! Bulk throughput of a reliable, ordered data channel (what `chat` is)
-//! between two webrtc-rs peer connections in this process, over loopback:
-//! Kith's side of the data channel rows.
+//! between two webrtc-rs peer connections in this process, over loopback,
+//! and the latency of chat messages on a second channel of the same
+//! connection before and during the transfer: Kith's side of the data
+//! channel rows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,52 @@ use webrtc::peer_connection::{
 
 /// Bytes sent per measurement.
 pub const TOTAL: usize = 64 * 1024 * 1024;
+/// A chat message goes every this often...
+pub const CHAT_EVERY: Duration = Duration::from_millis(20);
+/// ...for this long before the transfer starts.
+pub const IDLE: Duration = Duration::from_millis(600);
+
+/// What one transfer measured: MB/s, and chat latency in ms (median before
+/// the transfer; median and 95th percentile during it).
+#[derive(Debug, Clone, Copy)]
+pub struct Bulk {
+    pub mb_per_s: f64,
+    pub chat_idle_p50_ms: f64,
+    pub chat_busy_p50_ms: f64,
+    pub chat_busy_p95_ms: f64,
+}
+
+impl Bulk {
+    pub const FAILED: Self = Self {
+        mb_per_s: f64::NAN,
+        chat_idle_p50_ms: f64::NAN,
+        chat_busy_p50_ms: f64::NAN,
+        chat_busy_p95_ms: f64::NAN,
+    };
+}
+
+/// The `p`th percentile of `values` (NaN when empty).
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() - 1) as f64 * p / 100.0).round() as usize;
+    values[index]
+}
+
+async fn opened(channel: &Arc<dyn DataChannel>) -> anyhow::Result<()> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), channel.poll())
+            .await
+            .context("channel never opened")?
+        {
+            Some(DataChannelEvent::OnOpen) => return Ok(()),
+            Some(_) => continue,
+            None => anyhow::bail!("channel closed before opening"),
+        }
+    }
+}
 
 struct Events {
     candidates: mpsc::UnboundedSender<RTCIceCandidateInit>,
@@ -47,6 +95,8 @@ async fn peer() -> anyhow::Result<Peer> {
         PeerConnectionBuilder::new()
             // Kith's sockets, as its connections bind them.
             .with_runtime(kith_call::sockets::runtime())
+            // As the Chromium page does: at most 8 MiB queued to send.
+            .with_data_channel_send_buffer_limit(8 << 20)
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(
                 SettingEngineBuilder::new()
@@ -64,13 +114,22 @@ async fn peer() -> anyhow::Result<Peer> {
     Ok((Arc::new(pc), candidates_rx, channels_rx))
 }
 
-/// MB/s of `TOTAL` bytes sent in `message`-byte messages.
-pub async fn kith_throughput(message: usize) -> anyhow::Result<f64> {
+/// `TOTAL` bytes sent in `message`-byte messages.
+pub async fn kith_throughput(message: usize) -> anyhow::Result<Bulk> {
     let (offerer, mut offerer_candidates, _) = peer().await?;
     let (answerer, mut answerer_candidates, mut answerer_channels) = peer().await?;
     let sender = offerer
         .create_data_channel(
             "bulk",
+            Some(RTCDataChannelInit {
+                ordered: true,
+                ..Default::default()
+            }),
+        )
+        .await?;
+    let chat = offerer
+        .create_data_channel(
+            "chat",
             Some(RTCDataChannelInit {
                 ordered: true,
                 ..Default::default()
@@ -95,20 +154,50 @@ pub async fn kith_throughput(message: usize) -> anyhow::Result<f64> {
             let _ = a.add_ice_candidate(c).await;
         }
     });
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), sender.poll())
+    opened(&sender).await?;
+    opened(&chat).await?;
+    let mut receiver = None;
+    let mut chat_receiver = None;
+    while receiver.is_none() || chat_receiver.is_none() {
+        let channel = answerer_channels
+            .recv()
             .await
-            .context("channel never opened")?
-        {
-            Some(DataChannelEvent::OnOpen) => break,
-            Some(_) => continue,
-            None => anyhow::bail!("channel closed before opening"),
+            .context("a channel did not reach the answerer")?;
+        if channel.label().await? == "chat" {
+            chat_receiver = Some(channel);
+        } else {
+            receiver = Some(channel);
         }
     }
-    let receiver = answerer_channels
-        .recv()
-        .await
-        .context("no channel at the answerer")?;
+    let (receiver, chat_receiver) = (
+        receiver.context("no bulk channel")?,
+        chat_receiver.context("no chat channel")?,
+    );
+    // Both ends are in this process: a message carries the time it was
+    // sent, as nanoseconds since `epoch`.
+    let epoch = Instant::now();
+    let (latency_tx, mut latency_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = chat_receiver.poll().await {
+            if let DataChannelEvent::OnMessage(message) = event
+                && let Ok(stamp) = <[u8; 8]>::try_from(&message.data[..])
+            {
+                let sent = Duration::from_nanos(u64::from_le_bytes(stamp));
+                let now = epoch.elapsed();
+                let _ = latency_tx.send((now, now.saturating_sub(sent).as_secs_f64() * 1000.0));
+            }
+        }
+    });
+    let pinger = tokio::spawn(async move {
+        loop {
+            let stamp = (epoch.elapsed().as_nanos() as u64).to_le_bytes();
+            if chat.send(BytesMut::from(&stamp[..])).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(CHAT_EVERY).await;
+        }
+    });
+    tokio::time::sleep(IDLE).await;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut received = 0usize;
@@ -131,8 +220,23 @@ pub async fn kith_throughput(message: usize) -> anyhow::Result<f64> {
         .await
         .context("the receiver did not get everything in 120 s")?
         .context("receiver stopped")?;
+    pinger.abort();
     let seconds = finished.duration_since(started).as_secs_f64();
+    let (started, finished) = (started - epoch, finished - epoch);
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    while let Ok((at, latency)) = latency_rx.try_recv() {
+        if at < started {
+            idle.push(latency);
+        } else if at <= finished {
+            busy.push(latency);
+        }
+    }
     offerer.close().await?;
     answerer.close().await?;
-    Ok(TOTAL as f64 / seconds / 1e6)
+    Ok(Bulk {
+        mb_per_s: TOTAL as f64 / seconds / 1e6,
+        chat_idle_p50_ms: percentile(&mut idle, 50.0),
+        chat_busy_p50_ms: percentile(&mut busy, 50.0),
+        chat_busy_p95_ms: percentile(&mut busy, 95.0),
+    })
 }
