@@ -45,14 +45,25 @@ enum State {
 
 /// The link's capacity as the delivered rates at overuse, kbit/s, with a
 /// normalised variance (libwebrtc's `LinkCapacityEstimator`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct LinkCapacity {
     estimate_kbps: Option<f64>,
     deviation: f64,
 }
 
+impl Default for LinkCapacity {
+    fn default() -> Self {
+        Self {
+            estimate_kbps: None,
+            deviation: Self::MIN_DEVIATION,
+        }
+    }
+}
+
 impl LinkCapacity {
     const ALPHA: f64 = 0.05;
+    const MIN_DEVIATION: f64 = 0.4;
+    const MAX_DEVIATION: f64 = 2.5;
 
     fn spread(&self, estimate: f64) -> f64 {
         (self.deviation * estimate).sqrt()
@@ -77,7 +88,7 @@ impl LinkCapacity {
         let error = estimate - sample;
         let deviation =
             (1.0 - Self::ALPHA) * self.deviation + Self::ALPHA * error * error / estimate.max(1.0);
-        self.deviation = deviation.clamp(0.4, 2.5);
+        self.deviation = deviation.clamp(Self::MIN_DEVIATION, Self::MAX_DEVIATION);
         self.estimate_kbps = Some(estimate);
     }
 
@@ -103,10 +114,7 @@ impl Aimd {
             min,
             max,
             state: State::Hold,
-            capacity: LinkCapacity {
-                estimate_kbps: None,
-                deviation: 0.4,
-            },
+            capacity: LinkCapacity::default(),
             last_change: None,
         }
     }
@@ -122,9 +130,9 @@ impl Aimd {
 
     /// What the detector says at `now`, and the rate the far end was
     /// delivered (`None` until enough has arrived to say).
-    pub fn update(&mut self, now: Instant, usage: Usage, delivered: Option<f64>) -> f64 {
+    pub fn update(&mut self, now: Instant, usage: Usage, delivered: Option<f64>) {
         let Some(delivered) = delivered else {
-            return self.target;
+            return;
         };
         match usage {
             Usage::Over => {
@@ -142,7 +150,6 @@ impl Aimd {
                 self.increase(now, delivered);
             }
         }
-        self.target
     }
 
     /// A decrease is given a round trip to take effect, unless the link

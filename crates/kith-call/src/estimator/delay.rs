@@ -1,7 +1,7 @@
 //! The delay half of the bandwidth estimate: GCC's (draft-ietf-rmcat-gcc
-//! §5.3–5.5) as libwebrtc runs it. webrtc-rs's `SlopeEstimator` groups the
-//! packets sent within 5 ms of each other and yields each group's delay
-//! gradient; the rest is libwebrtc's, written here because webrtc-rs's
+//! §5.3–5.5) as libwebrtc runs it. webrtc-rs's `ArrivalGroupAccumulator`
+//! groups the packets sent within 5 ms of each other and yields each
+//! group's delay gradient; the rest is libwebrtc's, written here because webrtc-rs's
 //! versions (a Kalman filter without the gradient-count gain, a threshold
 //! that hardly falls, a controller without a link capacity estimate, a
 //! received rate measured by our clock) let the estimate sit 20-50 % over
@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{PacketReport, SlopeEstimator, Usage};
+use rtc::interceptor::{ArrivalGroupAccumulator, PacketReport, Usage};
 
 use super::aimd::Aimd;
 use super::trendline::Trendline;
@@ -81,21 +81,19 @@ impl Delivered {
 }
 
 pub struct DelayHalf {
-    slope: SlopeEstimator,
+    groups: ArrivalGroupAccumulator,
     trendline: Trendline,
     delivered: Delivered,
     control: Aimd,
-    previous_group: Option<Instant>,
 }
 
 impl DelayHalf {
     pub fn new(initial: f64, min: f64, max: f64) -> Self {
         Self {
-            slope: SlopeEstimator::new(),
+            groups: ArrivalGroupAccumulator::default(),
             trendline: Trendline::default(),
             delivered: Delivered::default(),
             control: Aimd::new(initial, min, max),
-            previous_group: None,
         }
     }
 
@@ -127,14 +125,8 @@ impl DelayHalf {
         self.delivered.next_feedback();
         for report in reports {
             self.delivered.report(report);
-            if let Some(trend) = self.slope.accumulate(report) {
-                let since_previous_ms = self.previous_group.map_or(0.0, |previous| {
-                    trend.at.saturating_duration_since(previous).as_secs_f64() * 1000.0
-                });
-                self.previous_group = Some(trend.at);
-                usage = self
-                    .trendline
-                    .update(trend.at, trend.measurement_ms, since_previous_ms);
+            if let Some(gradient) = self.groups.accumulate(report) {
+                usage = self.trendline.update(gradient.at, gradient.delta_ms);
             }
         }
         self.control.update(now, usage, self.delivered.rate());

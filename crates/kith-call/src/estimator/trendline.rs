@@ -40,6 +40,8 @@ const MAX_ADAPT_STEP_MS: f64 = 100.0;
 #[derive(Debug, Clone)]
 pub struct Trendline {
     first: Option<Instant>,
+    /// When the group before the latest was sent.
+    previous: Option<Instant>,
     accumulated_ms: f64,
     smoothed_ms: f64,
     /// (ms since the first group, smoothed delay), the last [`WINDOW`].
@@ -57,6 +59,7 @@ impl Default for Trendline {
     fn default() -> Self {
         Self {
             first: None,
+            previous: None,
             accumulated_ms: 0.0,
             smoothed_ms: 0.0,
             history: VecDeque::with_capacity(WINDOW + 1),
@@ -78,8 +81,12 @@ impl Trendline {
 
     /// One group's delay gradient (`delta_ms`: how much later than the
     /// group before it arrived, against how much later it was sent), the
-    /// group sent at `at`, `since_previous_ms` after the one before.
-    pub fn update(&mut self, at: Instant, delta_ms: f64, since_previous_ms: f64) -> Usage {
+    /// group sent at `at`.
+    pub fn update(&mut self, at: Instant, delta_ms: f64) -> Usage {
+        let since_previous_ms = self.previous.map_or(0.0, |previous| {
+            at.saturating_duration_since(previous).as_secs_f64() * 1000.0
+        });
+        self.previous = Some(at);
         self.deltas = (self.deltas + 1).min(1000);
         let first = *self.first.get_or_insert(at);
         self.accumulated_ms += delta_ms;
@@ -170,7 +177,7 @@ mod tests {
     fn feed(trendline: &mut Trendline, start: Instant, from: u32, count: u32, delta_ms: f64) {
         for i in from..from + count {
             let at = start + Duration::from_millis(u64::from(i) * 33);
-            trendline.update(at, delta_ms, 33.0);
+            trendline.update(at, delta_ms);
         }
     }
 
