@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use kith_call_core::bandwidth::BandwidthPolicy;
 use rtc::interceptor::{BandwidthEstimator, PacketReport};
 
 use super::{Estimator, PACING_FACTOR, SharedEstimate};
@@ -18,10 +19,7 @@ const QUEUE_LIMIT: Duration = Duration::from_millis(200);
 const FEEDBACK_EVERY: u64 = 100;
 const PACKET_BYTES: usize = 1200;
 const AUDIO_BYTES: usize = 120;
-/// What the encoder policy keeps back for audio and overhead, and the share
-/// of the rest it spends (`bandwidth.rs` in kith-call-core).
-const AUDIO_RESERVE_BPS: f64 = 60_000.0;
-const VIDEO_SHARE: f64 = 0.95;
+const MAX_BPS: f64 = 4_000_000.0;
 
 struct Sent {
     size: usize,
@@ -46,6 +44,8 @@ pub struct Call {
     epoch: Instant,
     estimator: Estimator,
     shared: SharedEstimate,
+    /// The encoder's bitrate, from the estimate as the core sets it.
+    policy: BandwidthPolicy,
     sent: Vec<Sent>,
     reported: usize,
     pacer_free: Instant,
@@ -61,8 +61,9 @@ impl Call {
         let shared = SharedEstimate::default();
         Self {
             epoch,
-            estimator: Estimator::new(start_bps, 100_000.0, 4_000_000.0, shared.clone()),
+            estimator: Estimator::new(start_bps, 100_000.0, MAX_BPS, shared.clone()),
             shared,
+            policy: BandwidthPolicy::new((1280, 720), start_bps as u32, MAX_BPS as u32),
             sent: Vec::new(),
             reported: 0,
             pacer_free: epoch,
@@ -95,10 +96,7 @@ impl Call {
             // 30 fps video, its size varying ±30 % as a real encoder's does;
             // 50 audio packets a second.
             if self.now_ms * 3 % 100 < 3 {
-                let budget = ((self.shared.for_encoder().unwrap_or(1_000_000.0)
-                    - AUDIO_RESERVE_BPS)
-                    * VIDEO_SHARE)
-                    .max(150_000.0);
+                let budget = f64::from(self.policy.bitrate());
                 let frame_bits = budget / 30.0 * (0.7 + 0.6 * self.roll());
                 let mut bytes = (frame_bits / 8.0) as usize;
                 while bytes > 0 {
@@ -196,6 +194,10 @@ impl Call {
             .collect();
         self.reported = upto;
         self.estimator.on_reports(now, &reports);
+        // The core reads the estimate every 100 ms, as feedback comes here.
+        if let Some(estimate) = self.shared.for_encoder() {
+            self.policy.on_estimate(now, estimate);
+        }
     }
 }
 
