@@ -84,13 +84,6 @@ fn app_pid() -> u32 {
         .expect("the app's process")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 struct AppRun {
     cpu_cores: f64,
     painted_p50: f64,
@@ -142,11 +135,10 @@ async fn app_call() -> AppRun {
     click(&client, "#hang-up").await;
     client.close().await.unwrap();
     bot.kill();
-    delays.sort_by(f64::total_cmp);
     AppRun {
         cpu_cores,
-        painted_p50: percentile(&delays, 0.5),
-        painted_p95: percentile(&delays, 0.95),
+        painted_p50: percentile(&mut delays, 0.5),
+        painted_p95: percentile(&mut delays, 0.95),
         painted_fps: (painted_after - painted_before) / elapsed,
         renderer,
     }

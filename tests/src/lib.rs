@@ -290,6 +290,16 @@ impl Args {
     }
 }
 
+/// The `q` quantile (0–1) of `values`, nearest rank; NaN when there are
+/// none. Sorts `values`.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
 /// A report file written by `--report`.
 pub fn report(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)

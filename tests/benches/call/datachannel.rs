@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::BytesMut;
+use kith_e2e::percentile;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -40,16 +41,6 @@ impl Bulk {
         chat_busy_p50_ms: f64::NAN,
         chat_busy_p95_ms: f64::NAN,
     };
-}
-
-/// The `p`th percentile of `values` (NaN when empty).
-pub fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() - 1) as f64 * p / 100.0).round() as usize;
-    values[index]
 }
 
 async fn opened(channel: &Arc<dyn DataChannel>) -> anyhow::Result<()> {
@@ -118,24 +109,14 @@ async fn peer() -> anyhow::Result<Peer> {
 pub async fn kith_throughput(message: usize) -> anyhow::Result<Bulk> {
     let (offerer, mut offerer_candidates, _) = peer().await?;
     let (answerer, mut answerer_candidates, mut answerer_channels) = peer().await?;
-    let sender = offerer
-        .create_data_channel(
-            "bulk",
-            Some(RTCDataChannelInit {
-                ordered: true,
-                ..Default::default()
-            }),
-        )
-        .await?;
-    let chat = offerer
-        .create_data_channel(
-            "chat",
-            Some(RTCDataChannelInit {
-                ordered: true,
-                ..Default::default()
-            }),
-        )
-        .await?;
+    let ordered = || {
+        Some(RTCDataChannelInit {
+            ordered: true,
+            ..Default::default()
+        })
+    };
+    let sender = offerer.create_data_channel("bulk", ordered()).await?;
+    let chat = offerer.create_data_channel("chat", ordered()).await?;
     let offer = offerer.create_offer(None).await?;
     offerer.set_local_description(offer.clone()).await?;
     answerer.set_remote_description(offer).await?;
@@ -235,8 +216,8 @@ pub async fn kith_throughput(message: usize) -> anyhow::Result<Bulk> {
     answerer.close().await?;
     Ok(Bulk {
         mb_per_s: TOTAL as f64 / seconds / 1e6,
-        chat_idle_p50_ms: percentile(&mut idle, 50.0),
-        chat_busy_p50_ms: percentile(&mut busy, 50.0),
-        chat_busy_p95_ms: percentile(&mut busy, 95.0),
+        chat_idle_p50_ms: percentile(&mut idle, 0.5),
+        chat_busy_p50_ms: percentile(&mut busy, 0.5),
+        chat_busy_p95_ms: percentile(&mut busy, 0.95),
     })
 }
