@@ -21,6 +21,9 @@ use super::trendline::Trendline;
 const DELIVERED_WINDOW: Duration = Duration::from_millis(500);
 /// Arrivals spanning less than this give no rate yet.
 const DELIVERED_MIN_SPAN: Duration = Duration::from_millis(100);
+/// The most arrivals the window holds, whatever times the far end reports
+/// (a window of 4 Mbit/s holds about 200).
+const DELIVERED_MAX_ARRIVALS: usize = 4096;
 
 /// The rate the far end received, by the arrival times it reported.
 /// webrtc-rs's `RateCalculator`, fed the time each feedback reached us,
@@ -30,7 +33,8 @@ const DELIVERED_MIN_SPAN: Duration = Duration::from_millis(100);
 /// counts with the time since the arrival before it in the same feedback:
 /// when feedback is lost (the return path is as congested), the packets it
 /// covered come back as lost, and counting the time between two feedbacks
-/// read a 500 kbit/s cap as 200. Bounded by what we sent in one window.
+/// read a 500 kbit/s cap as 200. Arrival times are the far end's word, so
+/// the window is bounded by count as well as by time.
 #[derive(Debug, Default)]
 struct Delivered {
     /// (arrival, bytes, time since the arrival before) in the window.
@@ -65,7 +69,9 @@ impl Delivered {
         self.bytes += bytes;
         self.span += gap;
         while let Some(&(oldest, bytes, gap)) = self.arrivals.front() {
-            if oldest.saturating_add(DELIVERED_WINDOW) >= self.newest {
+            if oldest.saturating_add(DELIVERED_WINDOW) >= self.newest
+                && self.arrivals.len() <= DELIVERED_MAX_ARRIVALS
+            {
                 break;
             }
             self.arrivals.pop_front();
@@ -77,6 +83,49 @@ impl Delivered {
     /// Bits/s, once the window spans enough time to say.
     fn rate(&self) -> Option<f64> {
         (self.span >= DELIVERED_MIN_SPAN).then(|| self.bytes as f64 * 8.0 / self.span.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod delivered_tests {
+    use super::*;
+
+    fn arrived(arrival: Duration) -> PacketReport {
+        PacketReport {
+            ssrc: 1,
+            id: 0,
+            rtp_sequence_number: 0,
+            is_twcc: true,
+            twcc_sequence_number: 0,
+            size: 1200,
+            arrived: true,
+            departure: Instant::now(),
+            arrival: Some(arrival),
+            ecn: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_far_end_that_stops_its_clock_does_not_grow_the_window() {
+        let mut delivered = Delivered::default();
+        for _ in 0..DELIVERED_MAX_ARRIVALS * 3 {
+            delivered.report(&arrived(Duration::from_secs(5)));
+        }
+        assert_eq!(delivered.arrivals.len(), DELIVERED_MAX_ARRIVALS);
+    }
+
+    #[test]
+    fn a_steady_stream_reads_its_rate() {
+        let mut delivered = Delivered::default();
+        // 1200 bytes every 10 ms: 960 kbit/s, in feedbacks of ten.
+        for i in 0..200u64 {
+            if i % 10 == 0 {
+                delivered.next_feedback();
+            }
+            delivered.report(&arrived(Duration::from_millis(i * 10)));
+        }
+        let rate = delivered.rate().unwrap_or(0.0);
+        assert!((rate - 960_000.0).abs() < 1_000.0, "{rate}");
     }
 }
 
