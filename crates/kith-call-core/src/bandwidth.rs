@@ -39,17 +39,21 @@ const LADDER: [(u32, u32, u32); 4] = [
 
 /// The picture size that suits a bitrate: below what a size needs, the
 /// encoder is better off with fewer pixels than with heavy quantization.
+/// The requested size needs what the largest rung within it needs, and is
+/// kept while the bitrate has that: a 320×240 request, off the ladder, was
+/// cut to 320×180 by the first estimate whatever its bitrate.
 pub fn size_for_bitrate(bitrate_bps: u32, width: u32, height: u32) -> (u32, u32) {
-    for (needs, w, h) in LADDER {
-        if bitrate_bps >= needs && w <= width && h <= height {
-            return (w, h);
-        }
-    }
-    let smallest = LADDER
+    let mut within = LADDER
         .iter()
-        .rev()
-        .find(|(_, w, h)| *w <= width && *h <= height);
-    smallest.map_or((width, height), |(_, w, h)| (*w, *h))
+        .filter(|(_, w, h)| *w <= width && *h <= height);
+    match within.next() {
+        Some(&(needs, _, _)) if bitrate_bps < needs => within
+            .clone()
+            .find(|(needs, _, _)| bitrate_bps >= *needs)
+            .or_else(|| within.next_back())
+            .map_or((width, height), |(_, w, h)| (*w, *h)),
+        _ => (width, height),
+    }
 }
 
 /// The next larger size on the ladder than `size`, within the request.
@@ -176,6 +180,11 @@ mod tests {
         assert_eq!(size_for_bitrate(2_500_000, 640, 360), (640, 360));
         // An odd request smaller than the ladder keeps its own size.
         assert_eq!(size_for_bitrate(2_500_000, 176, 144), (176, 144));
+        // One between rungs keeps it while the rung below it would.
+        assert_eq!(size_for_bitrate(2_500_000, 320, 240), (320, 240));
+        assert_eq!(size_for_bitrate(100_000, 320, 240), (320, 240));
+        assert_eq!(size_for_bitrate(300_000, 800, 600), (800, 600));
+        assert_eq!(size_for_bitrate(200_000, 800, 600), (320, 180));
     }
 
     fn run(policy: &mut BandwidthPolicy, start: Instant, estimates: &[f64]) -> Vec<(u32, u32)> {
