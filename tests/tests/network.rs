@@ -116,7 +116,7 @@ impl Seen {
             let peer = side.peer();
             eprintln!(
                 "{}: {} frames, {:.1} fps, {} freezes {} ms (longest {} ms), g2g {}, \
-                 {} audio packets, chat {}/{} received/acked, last 5 s in {:.0} kbit/s, \
+                 {} audio packets, chat {}/{} received/acked (ack ms {}), last 5 s in {:.0} kbit/s, \
                  playout delay {:.0} ms (mean)",
                 side.me,
                 peer["frames_decoded"],
@@ -128,6 +128,7 @@ impl Seen {
                 peer["audio_packets_received"],
                 side.report["chat"]["received"],
                 side.report["chat"]["acked"],
+                side.report["chat_ack_ms"],
                 mean(last(&side.per_second("bitrate_in_kbps"), 5)),
                 mean(&side.per_second("playout_delay_ms")),
             );

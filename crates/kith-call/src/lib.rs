@@ -58,6 +58,7 @@ mod turn_tcp;
 
 pub use driver::{Call, CallConfig, CallEvents, Participant};
 pub use error::CallError;
+pub use kith_call_core::chat::UNACKED_LIMIT as UNACKED_CHAT_LIMIT;
 pub use kith_call_core::{
     CallEvent, CallSnapshot, CallSummary, ChatCounts, ChatMessage, DeviceKind, DeviceProblem,
     InviteEnd, LeaveReason, MissedReason, PeerStats, PeerSummary, Percentiles, ReconnectCause,

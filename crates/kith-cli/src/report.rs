@@ -1,23 +1,70 @@
 //! The `--report` file: one JSON object written at exit.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
-use kith_call::{CallSummary, ChatCounts, PeerSummary};
+use kith_call::{CallEvent, CallSummary, ChatCounts, PeerSummary};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     peers: &'a [PeerSummary],
     chat: ChatCounts,
+    /// From sending a chat message to its last ack, over the acked ones.
+    chat_ack_ms: Option<AckSummary>,
     /// CPU time this process used (user + system), all threads.
     cpu_seconds: Option<f64>,
 }
 
-pub fn write(path: &Path, summary: &CallSummary) -> anyhow::Result<()> {
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AckSummary {
+    pub p50: u64,
+    pub max: u64,
+}
+
+/// Times from our chat messages to their acks, read off the call's events.
+#[derive(Debug, Default)]
+pub struct AckTimes {
+    waiting: HashMap<String, Instant>,
+    acked_ms: Vec<u64>,
+}
+
+/// Messages timed at once; the engine stops re-sending past its own bound.
+const TIMED_LIMIT: usize = kith_call::UNACKED_CHAT_LIMIT;
+
+impl AckTimes {
+    pub fn event(&mut self, event: &CallEvent, now: Instant) {
+        match event {
+            CallEvent::ChatSent { message } if self.waiting.len() < TIMED_LIMIT => {
+                self.waiting.insert(message.id.clone(), now);
+            }
+            CallEvent::ChatAcked { id } => {
+                if let Some(sent) = self.waiting.remove(id) {
+                    self.acked_ms
+                        .push(now.duration_since(sent).as_millis() as u64);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn summary(&self) -> Option<AckSummary> {
+        let mut sorted = self.acked_ms.clone();
+        sorted.sort_unstable();
+        Some(AckSummary {
+            p50: *sorted.get(sorted.len() / 2)?,
+            max: *sorted.last()?,
+        })
+    }
+}
+
+pub fn write(path: &Path, summary: &CallSummary, acks: &AckTimes) -> anyhow::Result<()> {
     let report = Report {
         peers: &summary.peers,
         chat: summary.chat,
+        chat_ack_ms: acks.summary(),
         cpu_seconds: cpu_seconds(),
     };
     let text = serde_json::to_string_pretty(&report)?;
@@ -40,9 +87,46 @@ fn cpu_seconds() -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn sent(id: &str) -> CallEvent {
+        CallEvent::ChatSent {
+            message: kith_call::ChatMessage {
+                id: id.into(),
+                from: kith_proto::UserId::new("alice").expect("a valid user"),
+                ts: 0,
+                text: "hi".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn ack_times_run_from_send_to_ack_and_ignore_unknown_acks() {
+        let start = Instant::now();
+        let mut acks = AckTimes::default();
+        assert_eq!(acks.summary(), None);
+        for id in ["a", "b", "c"] {
+            acks.event(&sent(id), start);
+        }
+        let ms = Duration::from_millis;
+        acks.event(&CallEvent::ChatAcked { id: "a".into() }, start + ms(100));
+        acks.event(&CallEvent::ChatAcked { id: "c".into() }, start + ms(3000));
+        acks.event(&CallEvent::ChatAcked { id: "zz".into() }, start + ms(9000));
+        acks.event(&CallEvent::ChatAcked { id: "b".into() }, start + ms(200));
+        assert_eq!(
+            acks.summary(),
+            Some(AckSummary {
+                p50: 200,
+                max: 3000
+            })
+        );
+    }
+
     #[test]
     fn cpu_time_is_read() {
-        let spent = super::cpu_seconds().expect("/proc/self/stat is readable on Linux");
+        let spent = cpu_seconds().expect("/proc/self/stat is readable on Linux");
         assert!(spent >= 0.0);
     }
 }

@@ -123,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         code
     };
     if let Some(path) = &options.report {
-        report::write(path, &summary)?;
+        report::write(path, &summary, &out.acks)?;
     }
     Ok(ExitCode::from(code))
 }
@@ -310,6 +310,7 @@ async fn in_call(
 pub struct Output {
     stdout: std::io::Stdout,
     stats: Option<std::io::BufWriter<std::fs::File>>,
+    acks: report::AckTimes,
 }
 
 impl Output {
@@ -321,10 +322,12 @@ impl Output {
         Ok(Self {
             stdout: std::io::stdout(),
             stats,
+            acks: report::AckTimes::default(),
         })
     }
 
     fn event(&mut self, event: &CallEvent) -> anyhow::Result<()> {
+        self.acks.event(event, std::time::Instant::now());
         let line = serde_json::to_string(event)?;
         if let CallEvent::Stats { .. } = event {
             if let Some(stats) = &mut self.stats {
