@@ -3,11 +3,16 @@
 //! ids we have already shown (duplicates dropped). Peers are keyed by user,
 //! so a message survives a peer reconnecting with a new connection.
 //!
+//! A message not acked within [`RESEND_AFTER`] is sent again on the open
+//! channel, a few of the oldest at a time (see the constant for why SCTP's
+//! own retransmission is not enough).
+//!
 //! Everything a peer controls is bounded: frames over [`MAX_CHAT_FRAME_BYTES`]
 //! are refused unread, and the set of seen ids keeps the newest
 //! [`SEEN_LIMIT`] (an id older than that shown again is the price).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use kith_proto::{ChatFrame, FieldError, UserId};
 use serde::Serialize;
@@ -19,6 +24,19 @@ pub const MAX_CHAT_FRAME_BYTES: usize = 64 * 1024;
 pub const SEEN_LIMIT: usize = 4096;
 /// Our messages kept for re-sending while a peer has not acked them.
 pub const UNACKED_LIMIT: usize = 1024;
+/// How long a message waits for its ack before it is sent again on a channel
+/// that is still open. The channel is reliable, but webrtc-rs's SCTP doubles
+/// its retransmission timeout on every expiry up to 60 s and keeps it doubled
+/// until it times a round trip on new data; a chat channel is quiet, so at
+/// 20 % loss an ack waited more than 25 s. A copy sent again is new data:
+/// its SACK resets the timeout, and three of them trigger a fast retransmit.
+/// (libwebrtc caps the same backoff at 3 s; webrtc-rs has no such setting.)
+/// Receivers drop the duplicate by id and ack it again (protocol.md).
+pub const RESEND_AFTER: Duration = Duration::from_secs(2);
+/// Messages sent again per round, oldest first: the oldest is the one that
+/// holds up an ordered channel, and a few copies bring SACKs back. The
+/// others wait for their next round, so a long backlog costs little.
+pub const RESEND_BATCH: usize = 4;
 
 /// A chat message as the user sees it.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -47,6 +65,8 @@ pub struct ChatCounts {
 struct Outgoing {
     text: String,
     waiting_for: HashSet<UserId>,
+    /// When it goes again if still not acked.
+    resend_at: Instant,
 }
 
 #[derive(Debug)]
@@ -100,10 +120,12 @@ impl ChatBook {
         self.counts
     }
 
-    /// Records a new message of ours addressed to `to`; returns the message
-    /// and its wire text (to send on every open channel of those users).
+    /// Records a new message of ours addressed to `to`, sent `now`; returns
+    /// the message and its wire text (to send on every open channel of those
+    /// users).
     pub fn compose(
         &mut self,
+        now: Instant,
         id: String,
         text: String,
         ts: u64,
@@ -128,6 +150,7 @@ impl ChatBook {
                 Outgoing {
                     text: wire.clone(),
                     waiting_for,
+                    resend_at: now + RESEND_AFTER,
                 },
             );
             while self.outgoing.len() > UNACKED_LIMIT {
@@ -143,14 +166,39 @@ impl ChatBook {
         (message, wire)
     }
 
-    /// Wire texts `user` has not acked yet, oldest first: send them when a
-    /// channel to that user opens.
-    pub fn unacked_for(&self, user: &UserId) -> Vec<String> {
+    /// Wire texts `user` has not acked yet, oldest first, to send `now` that
+    /// a channel to that user opened.
+    pub fn unacked_for(&mut self, user: &UserId, now: Instant) -> Vec<String> {
         self.outgoing
-            .values()
+            .values_mut()
             .filter(|out| out.waiting_for.contains(user))
-            .map(|out| out.text.clone())
+            .map(|out| {
+                out.resend_at = now + RESEND_AFTER;
+                out.text.clone()
+            })
             .collect()
+    }
+
+    /// The messages due to go again `now`, each with the users that still
+    /// owe its ack: at most [`RESEND_BATCH`], oldest first. Every due message
+    /// gets its next time, sent or not, so a backlog is not sent in a burst.
+    pub fn due_resends(&mut self, now: Instant) -> Vec<(String, Vec<UserId>)> {
+        let mut due = Vec::new();
+        for out in self.outgoing.values_mut() {
+            if out.resend_at > now {
+                continue;
+            }
+            out.resend_at = now + RESEND_AFTER;
+            if due.len() < RESEND_BATCH {
+                due.push((out.text.clone(), out.waiting_for.iter().cloned().collect()));
+            }
+        }
+        due
+    }
+
+    /// When the next message is due to go again, if any waits for an ack.
+    pub fn next_resend(&self) -> Option<Instant> {
+        self.outgoing.values().map(|out| out.resend_at).min()
     }
 
     /// A user left for good: stop waiting for their acks.
@@ -263,9 +311,15 @@ mod tests {
         ChatFrame::parse(text).expect("a chat frame")
     }
 
+    /// The clock every test starts from.
+    fn start() -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now)
+    }
+
     fn compose(book: &mut ChatBook, text: &str, to: &[&str]) -> (ChatMessage, String) {
         let id = uuid::Uuid::new_v4().to_string();
-        book.compose(id, text.into(), 1, to.iter().map(|u| user(u)))
+        book.compose(start(), id, text.into(), 1, to.iter().map(|u| user(u)))
     }
 
     #[test]
@@ -285,8 +339,11 @@ mod tests {
             }
         );
         assert_eq!(alice.counts().acked, 0);
-        assert_eq!(alice.unacked_for(&user("carol")), vec![wire.clone()]);
-        assert!(alice.unacked_for(&user("bob")).is_empty());
+        assert_eq!(
+            alice.unacked_for(&user("carol"), start()),
+            vec![wire.clone()]
+        );
+        assert!(alice.unacked_for(&user("bob"), start()).is_empty());
         alice.receive(&user("carol"), parse(&ack));
         assert_eq!(alice.counts().acked, 1);
         // A late duplicate ack changes nothing.
@@ -319,9 +376,9 @@ mod tests {
         let wires: Vec<String> = (0..5)
             .map(|n| compose(&mut alice, &format!("m{n}"), &["bob"]).1)
             .collect();
-        assert_eq!(alice.unacked_for(&user("bob")), wires);
+        assert_eq!(alice.unacked_for(&user("bob"), start()), wires);
         alice.forget_user(&user("bob"));
-        assert!(alice.unacked_for(&user("bob")).is_empty());
+        assert!(alice.unacked_for(&user("bob"), start()).is_empty());
         assert_eq!(alice.counts().acked, 0);
     }
 
@@ -373,6 +430,64 @@ mod tests {
         for n in 0..(UNACKED_LIMIT + 10) {
             compose(&mut alice, &format!("m{n}"), &["bob"]);
         }
-        assert_eq!(alice.unacked_for(&user("bob")).len(), UNACKED_LIMIT);
+        assert_eq!(
+            alice.unacked_for(&user("bob"), start()).len(),
+            UNACKED_LIMIT
+        );
+    }
+
+    #[test]
+    fn an_unacked_message_goes_again_every_resend_interval_until_acked() {
+        let mut alice = ChatBook::new(user("alice"));
+        let (message, wire) = compose(&mut alice, "hi", &["bob"]);
+        assert_eq!(alice.next_resend(), Some(start() + RESEND_AFTER));
+        let early = start() + RESEND_AFTER - Duration::from_millis(1);
+        assert!(alice.due_resends(early).is_empty());
+        let first = start() + RESEND_AFTER;
+        assert_eq!(
+            alice.due_resends(first),
+            vec![(wire.clone(), vec![user("bob")])]
+        );
+        assert!(
+            alice.due_resends(first).is_empty(),
+            "not twice in one round"
+        );
+        assert_eq!(alice.next_resend(), Some(first + RESEND_AFTER));
+        assert_eq!(alice.due_resends(first + RESEND_AFTER).len(), 1);
+        alice.receive(&user("bob"), parse(&ack_text(&message.id)));
+        assert_eq!(alice.next_resend(), None);
+        assert!(alice.due_resends(first + 10 * RESEND_AFTER).is_empty());
+    }
+
+    #[test]
+    fn only_the_oldest_few_go_again_per_round_and_the_rest_wait_a_round() {
+        let mut alice = ChatBook::new(user("alice"));
+        let wires: Vec<String> = (0..10)
+            .map(|n| compose(&mut alice, &format!("m{n}"), &["bob"]).1)
+            .collect();
+        let round = start() + RESEND_AFTER;
+        let sent: Vec<String> = alice
+            .due_resends(round)
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect();
+        assert_eq!(sent, wires[..RESEND_BATCH]);
+        // The others were due too: they are not sent in a burst right after.
+        assert!(
+            alice
+                .due_resends(round + Duration::from_millis(1))
+                .is_empty()
+        );
+        assert_eq!(alice.next_resend(), Some(round + RESEND_AFTER));
+    }
+
+    #[test]
+    fn a_message_sent_again_on_a_new_channel_waits_a_full_interval() {
+        let mut alice = ChatBook::new(user("alice"));
+        compose(&mut alice, "hi", &["bob"]);
+        let reopened = start() + Duration::from_millis(1500);
+        assert_eq!(alice.unacked_for(&user("bob"), reopened).len(), 1);
+        assert!(alice.due_resends(start() + RESEND_AFTER).is_empty());
+        assert_eq!(alice.next_resend(), Some(reopened + RESEND_AFTER));
     }
 }

@@ -7,12 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use kith_call_core::chat::RESEND_AFTER;
 use kith_call_core::{
     CallEvent, Command, CoreConfig, DETACHED_GRACE, IceState, InviteEnd, LeaveReason, MediaOp,
     MissedReason, PeerFact, PeerOp, RingOutcome,
 };
 use kith_proto::{ClientMessage, IceCandidate, InviteAnswer, MediaKind, ServerMessage};
-use support::{Net, room, user};
+use support::{Net, STEP, room, user};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -748,6 +749,49 @@ fn chat_is_re_sent_when_the_channel_is_back_and_duplicates_are_dropped() {
     net.fact("alice", alice_link, PeerFact::ChatClosed);
     net.fact("alice", alice_link, PeerFact::ChatOpen);
     assert_eq!(net.client("bob").core.chat_counts().duplicates, 1);
+}
+
+#[test]
+fn a_chat_message_lost_on_an_open_channel_goes_again_after_the_resend_interval() {
+    let mut net = call(&["alice", "bob"]);
+    // The channel stays open on both sides; alice's copy is lost on the way.
+    for pc in net.client_mut("alice").pcs.values_mut() {
+        pc.chat_open = false;
+    }
+    chat(&mut net, "alice", "hello");
+    net.settle();
+    assert_eq!(received(&net, "bob"), 0);
+    for pc in net.client_mut("alice").pcs.values_mut() {
+        pc.chat_open = true;
+    }
+    net.run_for(RESEND_AFTER - 10 * STEP);
+    assert_eq!(received(&net, "bob"), 0, "not before the interval");
+    net.run_for(20 * STEP);
+    assert_eq!(received(&net, "bob"), 1);
+    assert_eq!(acked(&net, "alice"), 1);
+    // Acked: nothing goes again.
+    net.run_for(3 * RESEND_AFTER);
+    assert_eq!(net.client("bob").core.chat_counts().duplicates, 0);
+}
+
+#[test]
+fn a_lost_chat_ack_is_answered_again_when_the_message_goes_again() {
+    let mut net = call(&["alice", "bob"]);
+    // Bob's acks are lost on the way while his channel stays open.
+    for pc in net.client_mut("bob").pcs.values_mut() {
+        pc.chat_open = false;
+    }
+    chat(&mut net, "alice", "hello");
+    net.run_for(RESEND_AFTER + 10 * STEP);
+    assert_eq!(received(&net, "bob"), 1);
+    assert_eq!(acked(&net, "alice"), 0);
+    assert_eq!(net.client("bob").core.chat_counts().duplicates, 1);
+    for pc in net.client_mut("bob").pcs.values_mut() {
+        pc.chat_open = true;
+    }
+    net.run_for(RESEND_AFTER);
+    assert_eq!(received(&net, "bob"), 1, "the copy is not shown twice");
+    assert_eq!(acked(&net, "alice"), 1);
 }
 
 #[test]

@@ -95,7 +95,7 @@ impl CallCore {
                 }
                 let users: BTreeSet<UserId> =
                     self.links.values().map(|l| l.remote.user.clone()).collect();
-                let (message, wire) = self.chat.compose(id, text, ts, users);
+                let (message, wire) = self.chat.compose(now, id, text, ts, users);
                 let open: Vec<LinkId> = self
                     .links
                     .iter()

@@ -167,6 +167,7 @@ impl CallCore {
             self.ringing.next_deadline(),
             self.keyframes.next_due(),
             self.orphans.next_expiry(),
+            self.chat.next_resend(),
         ]
         .into_iter()
         .flatten()

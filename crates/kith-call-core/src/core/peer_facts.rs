@@ -118,7 +118,7 @@ impl CallCore {
                 }
                 link.chat_open = true;
                 let user = link.remote.user.clone();
-                for wire in self.chat.unacked_for(&user) {
+                for wire in self.chat.unacked_for(&user, now) {
                     self.peer_op(id, PeerOp::SendChat(wire));
                 }
             }

@@ -7,7 +7,7 @@ use tracing::info;
 use super::{CallCore, DETACHED_GRACE, ESTIMATE_INTERVAL, STATS_INTERVAL};
 use crate::events::{CallEvent, InviteEnd, LeaveReason, MissedReason, RingOutcome};
 use crate::ice_recovery::Step;
-use crate::io::MediaOp;
+use crate::io::{MediaOp, PeerOp};
 use crate::link::LinkId;
 
 impl CallCore {
@@ -52,6 +52,23 @@ impl CallCore {
             self.media(MediaOp::Keyframe(codec));
         }
         self.orphans.expire(now);
+        self.resend_chat(now);
+    }
+
+    /// Sends unacked chat messages again on the open channels of the users
+    /// that still owe the ack (see `chat::RESEND_AFTER` for why).
+    fn resend_chat(&mut self, now: Instant) {
+        for (wire, users) in self.chat.due_resends(now) {
+            let open: Vec<LinkId> = self
+                .links
+                .iter()
+                .filter(|(_, l)| l.chat_open && users.contains(&l.remote.user))
+                .map(|(id, _)| *id)
+                .collect();
+            for link in open {
+                self.peer_op(link, PeerOp::SendChat(wire.clone()));
+            }
+        }
     }
 
     /// Restarts ICE on connections whose path broke, or gives them up.
