@@ -110,7 +110,12 @@ struct Tally {
     audio_bits: f64,
     video_bits: f64,
     resent_bits: f64,
+    /// Asks for a packet already resent within [`RESEND_GUARD`] or queued.
+    resends_repeated: u32,
+    /// Asks over the resend budget or past the resend queue's bound.
     resends_refused: u32,
+    /// Resends that waited past [`MAX_RETRANSMISSION_WAIT`] and were dropped.
+    resends_stale: u32,
 }
 
 impl Tally {
@@ -125,7 +130,9 @@ impl Tally {
             audio_kbps = (self.audio_bits / elapsed / 1000.0) as u64,
             video_kbps = (self.video_bits / elapsed / 1000.0) as u64,
             resent_kbps = (self.resent_bits / elapsed / 1000.0) as u64,
+            resends_repeated = self.resends_repeated,
             resends_refused = self.resends_refused,
+            resends_stale = self.resends_stale,
             queued_kbit = (queued_bits / 1000.0) as u64,
             "sent"
         );
@@ -230,6 +237,7 @@ impl PriorityPacer {
             .is_some_and(|p| now.saturating_duration_since(p.now) > MAX_RETRANSMISSION_WAIT)
         {
             self.retransmissions.pop_front();
+            self.tally.resends_stale += 1;
         }
     }
 
@@ -360,6 +368,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
                     self.recent_resends.push_back((msg.now, repaired));
                 }
                 self.retransmissions.push_back(msg);
+            } else if again {
+                self.tally.resends_repeated += 1;
             } else {
                 self.tally.resends_refused += 1;
             }

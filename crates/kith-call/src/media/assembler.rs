@@ -119,6 +119,11 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 // The frame being collected cannot fit (or the packets ahead
                 // of it crowd it out): give it up.
                 Some(next) => {
+                    tracing::debug!(
+                        packets = self.buffer.len(),
+                        bytes = self.bytes,
+                        "frame given up: the buffer is full"
+                    );
                     self.skip_to_next_head(next);
                     gap = true;
                 }
@@ -190,12 +195,17 @@ impl<D: Depacketizer> FrameAssembler<D> {
                             rtp_timestamp,
                         });
                     } else {
+                        tracing::debug!("frame given up: its packets do not depacketize");
                         push_gap(&mut out);
                     }
                     self.next = Some(end + 1);
                 }
                 None => {
                     if self.waited_too_long(next, now) {
+                        tracing::debug!(
+                            buffered = self.buffer.len(),
+                            "frame given up: a packet did not come back in time"
+                        );
                         self.skip_to_next_head(next);
                         push_gap(&mut out);
                         continue;

@@ -169,6 +169,7 @@ async fn pump_video<D: Depacketizer>(
                                 Err(TrySendError::Full(_)) => {
                                     // The decoder is behind; dropping breaks the
                                     // reference chain, so ask for a fresh start.
+                                    debug!("frame dropped: the decoder is behind");
                                     let _ = frames.try_send(DecoderInput::Gap);
                                 }
                                 Err(TrySendError::Disconnected(_)) => return,
