@@ -19,6 +19,7 @@ use crate::error::CallError;
 use crate::estimator::{Estimator, SharedEstimate};
 use crate::nack::NackRequester;
 use crate::pacer::PriorityPacer;
+use crate::repairs::RepairCounts;
 use crate::rtcp_filter;
 
 /// Registers on `engine` the feedback the chain needs the remote to send
@@ -28,6 +29,7 @@ pub fn registry(
     engine: &mut MediaEngine,
     estimator: Estimator,
     shared: SharedEstimate,
+    repairs: RepairCounts,
 ) -> Result<Registry, CallError> {
     for parameter in ["", "pli"] {
         engine.register_feedback(
@@ -64,18 +66,24 @@ pub fn registry(
             Slot::from(crate::rtx::SLOT),
             crate::rtx::RtxUnwrapper::default(),
         )
-        .with(Slot::NackGenerator, NackRequester::default())
+        .with(
+            Slot::NackGenerator,
+            NackRequester::counting(repairs.clone()),
+        )
         .with(
             Slot::CongestionControl,
             CongestionControlBuilder::new(estimator).build(),
         )
-        .with(Slot::Pacer, PriorityPacer::new(shared))
+        .with(
+            Slot::Pacer,
+            PriorityPacer::new(shared).counting(repairs.clone()),
+        )
         // The sequence numbers the send history keys on, and what we
         // report about what we receive, for the remote's estimator.
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
         .with(
             Slot::from(rtcp_filter::SLOT),
-            rtcp_filter::KeyframeRequestFilter::default(),
+            rtcp_filter::KeyframeRequestFilter::counting(repairs.clone()),
         ))
 }

@@ -129,6 +129,8 @@ pub struct ConnectionSettings {
     pub max_bitrate_bps: u32,
     /// Where the connection's estimator publishes its estimate.
     pub estimate: crate::estimator::SharedEstimate,
+    /// Where the connection counts resends sent and received.
+    pub repairs: crate::repairs::RepairCounts,
 }
 
 /// The local tracks of one connection.
@@ -204,7 +206,12 @@ async fn build(
         f64::from(settings.max_bitrate_bps.max(settings.start_bitrate_bps)),
         settings.estimate.clone(),
     );
-    let registry = crate::chain::registry(&mut engine, estimator, settings.estimate.clone())?;
+    let registry = crate::chain::registry(
+        &mut engine,
+        estimator,
+        settings.estimate.clone(),
+        settings.repairs.clone(),
+    )?;
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
         .with_include_loopback_candidate(settings.ice_loopback)
@@ -521,12 +528,9 @@ pub struct TransportStats {
     pub bytes_received: u64,
     pub packets_lost: i64,
     pub jitter_ms: Option<f64>,
-    /// NACKs the peer sent us for our video, and the packets we re-sent.
-    pub nacks_received: u64,
-    pub retransmits_sent: u64,
-    /// NACKs we sent for the peer's video, and the re-sent packets that came.
+    /// NACKs we sent for the peer's video (NACKs received and resends are
+    /// counted by `repairs::RepairCounts`: webrtc-rs's own counts are wrong).
     pub nacks_sent: u64,
-    pub retransmits_received: u64,
 }
 
 pub async fn transport_stats(pc: &Arc<dyn PeerConnection>) -> TransportStats {
@@ -571,23 +575,13 @@ pub async fn transport_stats(pc: &Arc<dyn PeerConnection>) -> TransportStats {
         });
     }
     for entry in report.iter() {
-        match entry {
-            RTCStatsReportEntry::OutboundRtp(outbound)
-                if outbound.sent_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Video =>
-            {
-                out.nacks_received += u64::from(outbound.nack_count);
-                out.retransmits_sent += outbound.retransmitted_packets_sent;
+        if let RTCStatsReportEntry::InboundRtp(inbound) = entry {
+            out.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
+            if inbound.received_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Video {
+                out.nacks_sent += u64::from(inbound.nack_count);
+                // webrtc-rs reports it in RTP clock units despite the field's doc.
+                out.jitter_ms = Some(inbound.received_rtp_stream_stats.jitter / 90.0);
             }
-            RTCStatsReportEntry::InboundRtp(inbound) => {
-                out.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
-                if inbound.received_rtp_stream_stats.rtp_stream_stats.kind == RtpCodecKind::Video {
-                    out.nacks_sent += u64::from(inbound.nack_count);
-                    out.retransmits_received += inbound.retransmitted_packets_received;
-                    // webrtc-rs reports it in RTP clock units despite the field's doc.
-                    out.jitter_ms = Some(inbound.received_rtp_stream_stats.jitter / 90.0);
-                }
-            }
-            _ => {}
         }
     }
     out

@@ -23,6 +23,7 @@ fn settings(video_codecs: Vec<VideoCodec>) -> ConnectionSettings {
         start_bitrate_bps: 1_000_000,
         max_bitrate_bps: 2_500_000,
         estimate: Default::default(),
+        repairs: Default::default(),
     }
 }
 

@@ -48,6 +48,7 @@ pub mod media;
 mod nack;
 mod pacer;
 pub mod priority;
+mod repairs;
 mod rtcp_filter;
 mod rtx;
 pub mod signaling;

@@ -25,6 +25,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::TransportContext;
 use rtc::shared::error::Error;
 
+use crate::repairs::RepairCounts;
+
 /// Asks per lost packet (libwebrtc's `kMaxNackRetries`).
 pub const MAX_ASKS: u8 = 10;
 /// A packet missing for longer is no longer asked for: the frame assembler
@@ -74,7 +76,9 @@ impl Stream {
         highest.saturating_add_signed(delta)
     }
 
-    fn received(&mut self, seq: u16, now: Instant) {
+    /// Takes a packet in; returns the hole it filled, if any (a resend on the
+    /// media stream, as a sender without RTX sends one, or a late original).
+    fn received(&mut self, seq: u16, now: Instant) -> Option<Missing> {
         let seq = self.unwrap(seq);
         match self.highest {
             Some(highest) if seq > highest => {
@@ -96,11 +100,10 @@ impl Stream {
                 }
                 self.highest = Some(seq);
             }
-            Some(_) => {
-                self.missing.remove(&seq);
-            }
+            Some(_) => return self.missing.remove(&seq),
             None => self.highest = Some(seq),
         }
+        None
     }
 }
 
@@ -112,6 +115,8 @@ pub struct NackRequester {
     next_check: Option<Instant>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+    /// Resends received, counted for the stats.
+    repairs: RepairCounts,
 }
 
 impl Default for NackRequester {
@@ -123,6 +128,7 @@ impl Default for NackRequester {
             next_check: None,
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
+            repairs: RepairCounts::default(),
         }
     }
 }
@@ -136,6 +142,14 @@ impl std::fmt::Debug for NackRequester {
 }
 
 impl NackRequester {
+    /// Counts each resend that arrives in `repairs`.
+    pub fn counting(repairs: RepairCounts) -> Self {
+        Self {
+            repairs,
+            ..Self::default()
+        }
+    }
+
     /// How long after an ask it is asked again: a repair's usual time and
     /// a margin for its spread.
     fn ask_again_after(&self) -> Duration {
@@ -151,8 +165,12 @@ impl NackRequester {
         let Some(missing) = stream.missing.remove(&seq) else {
             return;
         };
-        // Only a packet asked for once says how long a repair takes: after
-        // two asks nobody knows which one was answered (Karn's rule).
+        self.learn_repair_time(&missing, now);
+    }
+
+    /// Only a packet asked for once says how long a repair takes: after two
+    /// asks nobody knows which one was answered (Karn's rule).
+    fn learn_repair_time(&mut self, missing: &Missing, now: Instant) {
         if let (1, Some(asked_at)) = (missing.asks, missing.asked_at) {
             let sample = now.saturating_duration_since(asked_at);
             self.repair_time = (self.repair_time * 7 + sample) / 8;
@@ -214,11 +232,17 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
         if let Packet::Rtp(rtp) = &msg.message.packet {
             let ssrc = rtp.header.ssrc;
             if msg.message.has(&Attribute::Retransmission) && self.streams.contains_key(&ssrc) {
+                self.repairs.received();
                 self.repaired(ssrc, rtp.header.sequence_number, msg.now);
             } else if let Some(stream) = self.streams.get_mut(&ssrc) {
                 let before = stream.missing.len();
-                stream.received(rtp.header.sequence_number, msg.now);
-                if stream.missing.len() > before {
+                let filled = stream.received(rtp.header.sequence_number, msg.now);
+                let grew = stream.missing.len() > before;
+                if let Some(hole) = filled {
+                    self.repairs.received();
+                    self.learn_repair_time(&hole, msg.now);
+                }
+                if grew {
                     // Ask now, not on the next tick.
                     self.next_check = Some(msg.now);
                 }
@@ -371,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn resends_that_arrive_are_counted_with_or_without_rtx() {
+        let now = Instant::now();
+        let repairs = RepairCounts::default();
+        let mut requester = requester();
+        requester.repairs = repairs.clone();
+        media(&mut requester, now, 1);
+        media(&mut requester, now, 4);
+        repair(&mut requester, now + Duration::from_millis(60), 2);
+        // A sender without RTX resends on the media stream.
+        media(&mut requester, now + Duration::from_millis(61), 3);
+        media(&mut requester, now + Duration::from_millis(62), 3);
+        assert_eq!(repairs.received_total(), 2);
+        assert_eq!(repairs.resent_total(), 0);
+    }
+
+    #[test]
     fn a_late_original_counts_as_arrived() {
         let now = Instant::now();
         let mut requester = requester();
@@ -424,12 +464,23 @@ mod tests {
         repair: Duration,
         every: Duration,
     ) -> Instant {
+        teach_repair_time_by(requester, now, repair, every, self::repair)
+    }
+
+    /// As [`teach_repair_time`], each repair arriving by `repair_with`.
+    fn teach_repair_time_by(
+        requester: &mut NackRequester,
+        now: Instant,
+        repair: Duration,
+        every: Duration,
+        repair_with: fn(&mut NackRequester, Instant, u16),
+    ) -> Instant {
         let mut at = now;
         for i in 0..40u16 {
             media(requester, at, i * 2);
             media(requester, at, i * 2 + 2);
             asks(requester, at);
-            self::repair(requester, at + repair, i * 2 + 1);
+            repair_with(requester, at + repair, i * 2 + 1);
             at += every;
         }
         at
@@ -452,6 +503,30 @@ mod tests {
             asks(&mut requester, at + Duration::from_millis(250)),
             missing,
             "only the echo before a repair time"
+        );
+        assert!(!asks(&mut requester, at + Duration::from_millis(400)).is_empty());
+    }
+
+    #[test]
+    fn resends_on_the_media_stream_teach_the_repair_time_too() {
+        let now = Instant::now();
+        let mut requester = requester();
+        // A sender without RTX (webrtc-rs answering without it) resends on
+        // the media stream: the repair time is learnt all the same.
+        let at = teach_repair_time_by(
+            &mut requester,
+            now,
+            Duration::from_millis(300),
+            Duration::from_millis(400),
+            media,
+        );
+        media(&mut requester, at, 200);
+        let missing: Vec<u16> = (81..200).collect();
+        assert_eq!(asks(&mut requester, at), missing);
+        asks(&mut requester, at + Duration::from_millis(20));
+        assert!(
+            asks(&mut requester, at + Duration::from_millis(250)).is_empty(),
+            "not asked again before the learnt repair time"
         );
         assert!(!asks(&mut requester, at + Duration::from_millis(400)).is_empty());
     }

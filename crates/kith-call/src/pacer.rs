@@ -17,6 +17,7 @@ use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 
 use crate::estimator::SharedEstimate;
+use crate::repairs::RepairCounts;
 
 /// Video is released at least fast enough to empty its queue in this
 /// long. A queue that grows past it (a keyframe at a low estimate, an
@@ -72,6 +73,8 @@ pub struct PriorityPacer {
     tally: Tally,
     resends: ResendMeter,
     shared: SharedEstimate,
+    /// Resends counted for the stats.
+    repairs: RepairCounts,
 }
 
 /// How often the resend rate is measured for the encoder's budget.
@@ -161,6 +164,7 @@ impl Default for PriorityPacer {
             tally: Tally::default(),
             resends: ResendMeter::default(),
             shared: SharedEstimate::default(),
+            repairs: RepairCounts::default(),
         }
     }
 }
@@ -193,6 +197,12 @@ impl PriorityPacer {
             shared,
             ..Self::default()
         }
+    }
+
+    /// Counts each resend it sends in `repairs`.
+    pub fn counting(mut self, repairs: RepairCounts) -> Self {
+        self.repairs = repairs;
+        self
     }
 
     /// The packet a retransmission repairs: RTX carries its sequence number
@@ -256,6 +266,7 @@ impl PriorityPacer {
             }
             let mut packet = match self.retransmissions.pop_front() {
                 Some(packet) => {
+                    self.repairs.resent();
                     self.tally.resent_bits += bits;
                     self.resends.bits += bits;
                     packet
@@ -568,6 +579,19 @@ mod tests {
         }
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         assert!((1..10).contains(&out.len()), "{} resends went", out.len());
+    }
+
+    #[test]
+    fn resends_are_counted_when_they_leave_not_when_asked() {
+        let now = Instant::now();
+        let repairs = RepairCounts::default();
+        let mut pacer = pacer(250_000.0).counting(repairs.clone());
+        for seq in 0..100 {
+            pacer.handle_write(resend(now, seq, seq)).expect("writes");
+        }
+        let out = drain(&mut pacer, now + Duration::from_secs(2));
+        assert_eq!(repairs.resent_total(), out.len() as u64);
+        assert_eq!(repairs.received_total(), 0);
     }
 
     #[test]

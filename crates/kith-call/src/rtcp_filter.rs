@@ -2,7 +2,8 @@
 //! application. webrtc-rs 0.21 ends inbound RTCP at its interceptor chain
 //! unless an interceptor marks a packet for delivery; without this, a peer's
 //! PLI never reaches our encoder. Modelled on webrtc-rs's rtcp-processing
-//! example; there is no ready-made one in the crate.
+//! example; there is no ready-made one in the crate. It also counts the
+//! NACKs the peer sends (webrtc-rs's outbound stats read 0).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -10,8 +11,11 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
+
+use crate::repairs::RepairCounts;
 
 /// Its place in the chain: after every interceptor that reads RTCP.
 pub const SLOT: usize = 14_000;
@@ -20,6 +24,17 @@ pub const SLOT: usize = 14_000;
 pub struct KeyframeRequestFilter {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+    repairs: RepairCounts,
+}
+
+impl KeyframeRequestFilter {
+    /// Counts each NACK the peer sends in `repairs`.
+    pub fn counting(repairs: RepairCounts) -> Self {
+        Self {
+            repairs,
+            ..Self::default()
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyframeRequestFilter {
@@ -43,6 +58,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestFilter {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
+            for _ in packets
+                .iter()
+                .filter(|p| p.as_any().is::<TransportLayerNack>())
+            {
+                self.repairs.nack_received();
+            }
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
                 .filter(|p| is_keyframe_request(p.as_ref()))
@@ -124,6 +145,26 @@ mod tests {
         };
         assert_eq!(packets.len(), 1);
         assert!(packets[0].as_any().is::<PictureLossIndication>());
+    }
+
+    #[test]
+    fn nacks_are_counted_and_stop_here() {
+        let repairs = RepairCounts::default();
+        let mut filter = KeyframeRequestFilter::counting(repairs.clone());
+        let nack = || -> Box<dyn rtc::rtcp::Packet> { Box::new(TransportLayerNack::default()) };
+        filter
+            .handle_read(TaggedPacket {
+                now: Instant::now(),
+                transport: TransportContext::default(),
+                message: AttributedPacket::new(Packet::Rtcp(vec![
+                    nack(),
+                    Box::new(ReceiverReport::default()),
+                    nack(),
+                ])),
+            })
+            .expect("reads");
+        assert!(filter.poll_read().is_none());
+        assert_eq!(repairs.nacks_received_total(), 2);
     }
 
     #[test]

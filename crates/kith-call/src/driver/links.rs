@@ -43,6 +43,8 @@ pub(super) struct LinkIo {
     pub last_bytes_out: u64,
     pub last_frames: u64,
     pub estimate: crate::estimator::SharedEstimate,
+    /// Resends sent and received on this connection, for the stats.
+    pub repairs: crate::repairs::RepairCounts,
     /// Our video codecs, most preferred first, for the answers we make.
     pub video_codecs: Vec<kith_media::codec::VideoCodec>,
 }
@@ -195,6 +197,7 @@ impl Driver {
             start_bitrate_bps: self.config.video.start_bitrate_bps,
             max_bitrate_bps: self.config.max_bitrate_bps,
             estimate: Default::default(),
+            repairs: Default::default(),
         };
         let built = connection::connect(id, &settings, self.peer_events.clone())
             .instrument(span.clone())
@@ -225,6 +228,7 @@ impl Driver {
             last_bytes_out: 0,
             last_frames: 0,
             estimate: settings.estimate.clone(),
+            repairs: settings.repairs.clone(),
             video_codecs: settings.video_codecs.clone(),
         };
         for track in [&link.tracks.audio, &link.tracks.video] {

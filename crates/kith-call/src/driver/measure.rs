@@ -172,10 +172,10 @@ impl Driver {
                 keyframe_requests_sent: counters.keyframe_requests.load(Ordering::Relaxed),
                 video_packets_received: counters.video_packets.load(Ordering::Relaxed),
                 decode_errors: counters.decode_errors.load(Ordering::Relaxed),
-                nacks_received: transport.nacks_received,
-                retransmits_sent: transport.retransmits_sent,
+                nacks_received: link.repairs.nacks_received_total(),
+                retransmits_sent: link.repairs.resent_total(),
                 nacks_sent: transport.nacks_sent,
-                retransmits_received: transport.retransmits_received,
+                retransmits_received: link.repairs.received_total(),
             };
             link.last_bytes_in = transport.bytes_received;
             link.last_bytes_out = transport.bytes_sent;
