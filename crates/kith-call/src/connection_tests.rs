@@ -65,19 +65,67 @@ fn profile_of(fmtp: &str) -> Option<&str> {
 }
 
 async fn answer_chromium(video_codecs: Vec<VideoCodec>) -> (String, Option<(String, u8)>) {
+    answer_offer(video_codecs, CHROMIUM_OFFER).await
+}
+
+/// Kith's own offer, as a joiner makes it.
+async fn kith_offer(video_codecs: Vec<VideoCodec>) -> String {
+    let (events, _keep) = mpsc::unbounded_channel();
+    let (pc, _tracks) = connect(PeerId(2), &settings(video_codecs), events)
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer.clone()).await.unwrap();
+    let _ = pc.close().await;
+    offer.sdp
+}
+
+async fn answer_offer(
+    video_codecs: Vec<VideoCodec>,
+    offer: &str,
+) -> (String, Option<(String, u8)>) {
     let (events, _keep) = mpsc::unbounded_channel();
     let (pc, _tracks) = connect(PeerId(1), &settings(video_codecs.clone()), events)
         .await
         .unwrap();
-    pc.set_remote_description(RTCSessionDescription::offer(CHROMIUM_OFFER.to_owned()).unwrap())
+    pc.set_remote_description(RTCSessionDescription::offer(offer.to_owned()).unwrap())
         .await
         .unwrap();
-    prefer_our_video_codecs(&pc, &video_codecs, CHROMIUM_OFFER).await;
+    prefer_our_video_codecs(&pc, &video_codecs, offer).await;
     let answer = pc.create_answer(None).await.unwrap();
     pc.set_local_description(answer.clone()).await.unwrap();
     let sending = negotiated_send_codec(&pc, RtpCodecKind::Video).await;
     let _ = pc.close().await;
     (answer.sdp, sending)
+}
+
+/// The answerer resends on its own SSRC too: without RTX it resends on the
+/// media SSRC, whose duplicates SRTP's replay check drops before TWCC sees
+/// them (see `add_tracks`).
+#[tokio::test]
+async fn answers_keep_rtx_for_the_codec_they_lead_with() {
+    for (first, from_kith) in VIDEO_CODECS.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let ours = crate::codecs::ordered(VIDEO_CODECS, Some(*first));
+        let offer = if from_kith {
+            kith_offer(ours.clone()).await
+        } else {
+            CHROMIUM_OFFER.to_owned()
+        };
+        let (answer, sending) = answer_offer(ours, &offer).await;
+        let (_, payload_type) = sending.unwrap();
+        let (_, answered) = video_formats(&answer);
+        let rtx = answered.values().any(|(name, fmtp)| {
+            name.eq_ignore_ascii_case("rtx") && fmtp == &format!("apt={payload_type}")
+        });
+        assert!(
+            rtx,
+            "{first:?} (Kith's offer: {from_kith}): no RTX for payload type {payload_type}:\n{answer}"
+        );
+        assert!(
+            answer.contains("a=ssrc-group:FID "),
+            "{first:?} (Kith's offer: {from_kith}): no RTX SSRC in the answer:\n{answer}"
+        );
+    }
 }
 
 #[tokio::test]

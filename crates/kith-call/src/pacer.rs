@@ -113,6 +113,8 @@ struct Tally {
     audio_bits: f64,
     video_bits: f64,
     resent_bits: f64,
+    /// Resends that went on the media SSRC (no RTX negotiated for it).
+    resent_without_rtx: u32,
     /// Asks for a packet already resent within [`RESEND_GUARD`] or queued.
     resends_repeated: u32,
     /// Asks over the resend budget or past the resend queue's bound.
@@ -133,6 +135,7 @@ impl Tally {
             audio_kbps = (self.audio_bits / elapsed / 1000.0) as u64,
             video_kbps = (self.video_bits / elapsed / 1000.0) as u64,
             resent_kbps = (self.resent_bits / elapsed / 1000.0) as u64,
+            resent_without_rtx = self.resent_without_rtx,
             resends_repeated = self.resends_repeated,
             resends_refused = self.resends_refused,
             resends_stale = self.resends_stale,
@@ -267,6 +270,11 @@ impl PriorityPacer {
             let mut packet = match self.retransmissions.pop_front() {
                 Some(packet) => {
                     self.repairs.resent();
+                    if let Packet::Rtp(rtp) = &packet.message.packet
+                        && !self.rtx_ssrcs.contains(&rtp.header.ssrc)
+                    {
+                        self.tally.resent_without_rtx += 1;
+                    }
                     self.tally.resent_bits += bits;
                     self.resends.bits += bits;
                     packet
