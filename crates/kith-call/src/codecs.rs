@@ -239,25 +239,26 @@ pub fn media_engine(video: &[VideoCodec], audio: &[AudioCodec]) -> Result<MediaE
                 RtpCodecKind::Video,
             )
             .map_err(CallError::webrtc("register a video codec"))?;
-        // Its retransmission stream (RFC 4588), on the next payload type as
-        // Chromium numbers them.
         engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: RTCRtpCodec {
-                        mime_type: MIME_TYPE_RTX.to_owned(),
-                        clock_rate: kith_media::codec::VIDEO_CLOCK_RATE,
-                        channels: 0,
-                        sdp_fmtp_line: format!("apt={}", video_payload_type(*codec)),
-                        rtcp_feedback: Vec::new(),
-                    },
-                    payload_type: video_payload_type(*codec) + 1,
-                },
-                RtpCodecKind::Video,
-            )
+            .register_codec(rtx_codec(*codec), RtpCodecKind::Video)
             .map_err(CallError::webrtc("register a retransmission codec"))?;
     }
     Ok(engine)
+}
+
+/// The retransmission stream (RFC 4588) of `codec`, on the next payload
+/// type as Chromium numbers them.
+pub fn rtx_codec(codec: VideoCodec) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_RTX.to_owned(),
+            clock_rate: kith_media::codec::VIDEO_CLOCK_RATE,
+            channels: 0,
+            sdp_fmtp_line: format!("apt={}", video_payload_type(codec)),
+            rtcp_feedback: Vec::new(),
+        },
+        payload_type: video_payload_type(codec) + 1,
+    }
 }
 
 #[cfg(test)]

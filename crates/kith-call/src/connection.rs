@@ -377,6 +377,9 @@ pub fn audio_codec_of(mime: &str) -> Option<AudioCodec> {
 /// preference that the offer has"; webrtc-rs answers in the offer's order,
 /// so a browser offering AV1 first got AV1 from a Kith that prefers VP8.
 /// Only codecs the offer has are listed: webrtc-rs refuses the others.
+/// Each is followed by its RTX codec: the sender takes its codecs from this
+/// list, and without RTX in it the answerer resent lost packets on the media
+/// SSRC (the SDP answer still showed RTX, from the media engine).
 pub async fn prefer_our_video_codecs(
     pc: &Arc<dyn PeerConnection>,
     ours: &[VideoCodec],
@@ -385,12 +388,15 @@ pub async fn prefer_our_video_codecs(
     let offered: Vec<rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters> = ours
         .iter()
         .filter(|codec| offer.contains(&format!(" {}/90000", codec.sdp_name())))
-        .map(
-            |codec| rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
-                rtp_codec: video_rtp_codec(*codec),
-                payload_type: crate::codecs::video_payload_type(*codec),
-            },
-        )
+        .flat_map(|codec| {
+            [
+                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                    rtp_codec: video_rtp_codec(*codec),
+                    payload_type: crate::codecs::video_payload_type(*codec),
+                },
+                crate::codecs::rtx_codec(*codec),
+            ]
+        })
         .collect();
     if offered.is_empty() {
         return;

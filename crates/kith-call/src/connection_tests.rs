@@ -65,7 +65,8 @@ fn profile_of(fmtp: &str) -> Option<&str> {
 }
 
 async fn answer_chromium(video_codecs: Vec<VideoCodec>) -> (String, Option<(String, u8)>) {
-    answer_offer(video_codecs, CHROMIUM_OFFER).await
+    let (answer, sending, _) = answer_offer(video_codecs, CHROMIUM_OFFER).await;
+    (answer, sending)
 }
 
 /// Kith's own offer, as a joiner makes it.
@@ -80,10 +81,12 @@ async fn kith_offer(video_codecs: Vec<VideoCodec>) -> String {
     offer.sdp
 }
 
+/// Our answer to `offer`, the codec we send, and the codecs our video
+/// sender holds (its RTX comes from these, not from the SDP).
 async fn answer_offer(
     video_codecs: Vec<VideoCodec>,
     offer: &str,
-) -> (String, Option<(String, u8)>) {
+) -> (String, Option<(String, u8)>, Vec<String>) {
     let (events, _keep) = mpsc::unbounded_channel();
     let (pc, _tracks) = connect(PeerId(1), &settings(video_codecs.clone()), events)
         .await
@@ -95,8 +98,23 @@ async fn answer_offer(
     let answer = pc.create_answer(None).await.unwrap();
     pc.set_local_description(answer.clone()).await.unwrap();
     let sending = negotiated_send_codec(&pc, RtpCodecKind::Video).await;
+    let mut sender_codecs = Vec::new();
+    for sender in pc.get_senders().await {
+        if sender.track().kind().await != RtpCodecKind::Video {
+            continue;
+        }
+        if let Ok(parameters) = sender.get_parameters().await {
+            sender_codecs.extend(
+                parameters
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .map(|c| format!("{} {}", c.rtp_codec.mime_type, c.rtp_codec.sdp_fmtp_line)),
+            );
+        }
+    }
     let _ = pc.close().await;
-    (answer.sdp, sending)
+    (answer.sdp, sending, sender_codecs)
 }
 
 /// The answerer resends on its own SSRC too: without RTX it resends on the
@@ -111,8 +129,14 @@ async fn answers_keep_rtx_for_the_codec_they_lead_with() {
         } else {
             CHROMIUM_OFFER.to_owned()
         };
-        let (answer, sending) = answer_offer(ours, &offer).await;
+        let (answer, sending, sender_codecs) = answer_offer(ours, &offer).await;
         let (_, payload_type) = sending.unwrap();
+        assert!(
+            sender_codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&format!("video/rtx apt={payload_type}"))),
+            "{first:?} (Kith's offer: {from_kith}): the sender has no RTX for {payload_type}: {sender_codecs:?}"
+        );
         let (_, answered) = video_formats(&answer);
         let rtx = answered.values().any(|(name, fmtp)| {
             name.eq_ignore_ascii_case("rtx") && fmtp == &format!("apt={payload_type}")
