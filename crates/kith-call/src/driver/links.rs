@@ -28,6 +28,10 @@ use crate::media::receive::{receive_audio, receive_video};
 use crate::media::send::{UNIT_BACKLOG, UnitSender};
 use crate::media::sinks::{ParticipantMedia, VideoSink, Y4mRecorder};
 
+/// Chat bytes our SCTP may hold for one peer before new sends wait: sixteen
+/// of the largest frames, thousands of typed lines.
+const MAX_CHAT_OUTSTANDING_BYTES: usize = 1024 * 1024;
+
 /// What the driver holds for one link: the webrtc-rs connection and the
 /// tasks around it.
 pub(super) struct LinkIo {
@@ -164,9 +168,14 @@ impl Driver {
             PeerOp::StartSending => self.start_sending(id).await,
             PeerOp::SendChat(text) => {
                 let channel = self.links.get(&id).and_then(|l| l.chat.clone());
-                if let Some(channel) = channel
-                    && let Err(err) = channel.send_text(&text).await
-                {
+                let Some(channel) = channel else { return };
+                // A peer that takes nothing (a stalled or hostile SCTP) must
+                // not grow our send queue: the message stays unacked in the
+                // chat book and goes again once the queue has drained.
+                let outstanding = channel.outstanding_bytes().await.unwrap_or(0);
+                if outstanding >= MAX_CHAT_OUTSTANDING_BYTES {
+                    debug!(parent: &span, outstanding, "the peer is not taking chat; the message waits");
+                } else if let Err(err) = channel.send_text(&text).await {
                     debug!(parent: &span, %err, "chat send failed; it is re-sent when the channel is back");
                 }
             }
