@@ -39,8 +39,11 @@ pub type RtcpSink = Arc<dyn Fn(&[Box<dyn rtc::rtcp::Packet>]) + Send + Sync>;
 /// bad link) before the frames behind it go on without it.
 const MAX_PACKET_WAIT: Duration = Duration::from_millis(400);
 
-/// Decoded-but-unconsumed samples before the oldest is dropped.
-const DECODE_QUEUE: usize = 8;
+/// Whole frames waiting for the decoder. A repair releases at once every
+/// frame that waited behind it, up to [`MAX_PACKET_WAIT`] of them (12 at
+/// 30 fps, 24 at 60): a queue of 8 dropped frames from that burst at 10 %
+/// loss, and each drop broke the reference chain and showed as a freeze.
+const DECODE_QUEUE: usize = 32;
 /// Decoded frames waiting for their playout time at most (the playout
 /// delay's bound holds ~12 at 30 fps); past it the oldest is shown at once.
 const MAX_HELD_FRAMES: usize = 24;
@@ -146,6 +149,9 @@ async fn pump_video<D: Depacketizer>(
 ) {
     let mut assembler = FrameAssembler::new(depacketizer, MAX_PACKET_WAIT);
     let mut asks = KeyframeAsks::default();
+    // A frame was dropped and the decoder not yet told (the queue was full
+    // for the gap too): it is told before the next frame.
+    let mut gap_owed = false;
     loop {
         tokio::select! {
             event = track.poll() => {
@@ -164,13 +170,20 @@ async fn pump_video<D: Depacketizer>(
                                 },
                                 Assembled::Gap => DecoderInput::Gap,
                             };
+                            if gap_owed {
+                                match frames.try_send(DecoderInput::Gap) {
+                                    Ok(()) => gap_owed = false,
+                                    Err(TrySendError::Full(_)) => {}
+                                    Err(TrySendError::Disconnected(_)) => return,
+                                }
+                            }
                             match frames.try_send(input) {
                                 Ok(()) => {}
                                 Err(TrySendError::Full(_)) => {
                                     // The decoder is behind; dropping breaks the
                                     // reference chain, so ask for a fresh start.
                                     debug!("frame dropped: the decoder is behind");
-                                    let _ = frames.try_send(DecoderInput::Gap);
+                                    gap_owed = true;
                                 }
                                 Err(TrySendError::Disconnected(_)) => return,
                             }
@@ -299,6 +312,14 @@ impl Shown {
             counters
                 .longest_freeze_ms
                 .fetch_max(gap_ms, Ordering::Relaxed);
+            // What a freeze had to beat: how long frames were held for
+            // repairs, and how late this one came even so.
+            debug!(
+                gap_ms,
+                playout_delay_ms = counters.playout_delay_ms.load(Ordering::Relaxed),
+                glass_to_glass_ms = latency,
+                "freeze"
+            );
         }
         for sink in &mut self.sinks {
             sink.frame(&frame);
