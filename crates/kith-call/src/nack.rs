@@ -486,49 +486,45 @@ mod tests {
         at
     }
 
-    #[test]
-    fn the_repeat_follows_the_measured_repair_time() {
+    /// After repairs that took 300 ms, a new loss is asked for once (and
+    /// echoed), and not again until that repair time has passed.
+    fn assert_the_repeat_waits_for_a_300_ms_repair(
+        repair_with: fn(&mut NackRequester, Instant, u16),
+    ) {
         let now = Instant::now();
         let mut requester = requester();
-        let at = teach_repair_time(
-            &mut requester,
-            now,
-            Duration::from_millis(300),
-            Duration::from_millis(400),
-        );
-        media(&mut requester, at, 200);
-        let missing: Vec<u16> = (81..200).collect();
-        assert_eq!(asks(&mut requester, at), missing);
-        assert_eq!(
-            asks(&mut requester, at + Duration::from_millis(250)),
-            missing,
-            "only the echo before a repair time"
-        );
-        assert!(!asks(&mut requester, at + Duration::from_millis(400)).is_empty());
-    }
-
-    #[test]
-    fn resends_on_the_media_stream_teach_the_repair_time_too() {
-        let now = Instant::now();
-        let mut requester = requester();
-        // A sender without RTX (webrtc-rs answering without it) resends on
-        // the media stream: the repair time is learnt all the same.
         let at = teach_repair_time_by(
             &mut requester,
             now,
             Duration::from_millis(300),
             Duration::from_millis(400),
-            media,
+            repair_with,
         );
         media(&mut requester, at, 200);
         let missing: Vec<u16> = (81..200).collect();
         assert_eq!(asks(&mut requester, at), missing);
-        asks(&mut requester, at + Duration::from_millis(20));
+        assert_eq!(
+            asks(&mut requester, at + Duration::from_millis(20)),
+            missing,
+            "the echo"
+        );
         assert!(
             asks(&mut requester, at + Duration::from_millis(250)).is_empty(),
             "not asked again before the learnt repair time"
         );
         assert!(!asks(&mut requester, at + Duration::from_millis(400)).is_empty());
+    }
+
+    #[test]
+    fn the_repeat_follows_the_measured_repair_time() {
+        assert_the_repeat_waits_for_a_300_ms_repair(repair);
+    }
+
+    #[test]
+    fn resends_on_the_media_stream_teach_the_repair_time_too() {
+        // A sender without RTX resends on the media stream: the repair time
+        // is learnt all the same.
+        assert_the_repeat_waits_for_a_300_ms_repair(media);
     }
 
     #[test]
