@@ -322,6 +322,13 @@ mod tests {
         book.compose(start(), id, text.into(), 1, to.iter().map(|u| user(u)))
     }
 
+    /// `count` messages to bob; their wire texts.
+    fn compose_to_bob(book: &mut ChatBook, count: usize) -> Vec<String> {
+        (0..count)
+            .map(|n| compose(book, &format!("m{n}"), &["bob"]).1)
+            .collect()
+    }
+
     #[test]
     fn a_message_is_acked_when_every_addressee_acks() {
         let mut alice = ChatBook::new(user("alice"));
@@ -373,9 +380,7 @@ mod tests {
     #[test]
     fn unacked_messages_come_back_in_order_and_stop_when_the_user_is_forgotten() {
         let mut alice = ChatBook::new(user("alice"));
-        let wires: Vec<String> = (0..5)
-            .map(|n| compose(&mut alice, &format!("m{n}"), &["bob"]).1)
-            .collect();
+        let wires = compose_to_bob(&mut alice, 5);
         assert_eq!(alice.unacked_for(&user("bob"), start()), wires);
         alice.forget_user(&user("bob"));
         assert!(alice.unacked_for(&user("bob"), start()).is_empty());
@@ -427,9 +432,7 @@ mod tests {
     #[test]
     fn unacked_messages_are_bounded() {
         let mut alice = ChatBook::new(user("alice"));
-        for n in 0..(UNACKED_LIMIT + 10) {
-            compose(&mut alice, &format!("m{n}"), &["bob"]);
-        }
+        compose_to_bob(&mut alice, UNACKED_LIMIT + 10);
         assert_eq!(
             alice.unacked_for(&user("bob"), start()).len(),
             UNACKED_LIMIT
@@ -462,9 +465,7 @@ mod tests {
     #[test]
     fn only_the_oldest_few_go_again_per_round_and_the_rest_wait_a_round() {
         let mut alice = ChatBook::new(user("alice"));
-        let wires: Vec<String> = (0..10)
-            .map(|n| compose(&mut alice, &format!("m{n}"), &["bob"]).1)
-            .collect();
+        let wires = compose_to_bob(&mut alice, 10);
         let round = start() + RESEND_AFTER;
         let sent: Vec<String> = alice
             .due_resends(round)

@@ -701,6 +701,14 @@ fn chat(net: &mut Net, name: &str, text: &str) {
     .unwrap();
 }
 
+/// Whether what `name` sends on its chat channels reaches the far end: the
+/// fake channel drops it while the core still holds the channel open.
+fn chat_delivery(net: &mut Net, name: &str, delivered: bool) {
+    for pc in net.client_mut(name).pcs.values_mut() {
+        pc.chat_open = delivered;
+    }
+}
+
 fn count(net: &Net, name: &str, pred: impl Fn(&CallEvent) -> bool) -> usize {
     net.client(name).events_of(pred).len()
 }
@@ -729,17 +737,13 @@ fn chat_is_re_sent_when_the_channel_is_back_and_duplicates_are_dropped() {
     let mut net = call(&["alice", "bob"]);
     let alice_link = *net.client("alice").pcs.keys().next().unwrap();
     // Bob's acks get lost: his channel toward alice is down for sending.
-    for pc in net.client_mut("bob").pcs.values_mut() {
-        pc.chat_open = false;
-    }
+    chat_delivery(&mut net, "bob", false);
     chat(&mut net, "alice", "hello");
     net.settle();
     assert_eq!(received(&net, "bob"), 1);
     assert_eq!(acked(&net, "alice"), 0);
     // A new channel: alice re-sends what was not acked.
-    for pc in net.client_mut("bob").pcs.values_mut() {
-        pc.chat_open = true;
-    }
+    chat_delivery(&mut net, "bob", true);
     net.fact("alice", alice_link, PeerFact::ChatClosed);
     net.fact("alice", alice_link, PeerFact::ChatOpen);
     assert_eq!(received(&net, "bob"), 1, "the duplicate is not shown again");
@@ -755,15 +759,11 @@ fn chat_is_re_sent_when_the_channel_is_back_and_duplicates_are_dropped() {
 fn a_chat_message_lost_on_an_open_channel_goes_again_after_the_resend_interval() {
     let mut net = call(&["alice", "bob"]);
     // The channel stays open on both sides; alice's copy is lost on the way.
-    for pc in net.client_mut("alice").pcs.values_mut() {
-        pc.chat_open = false;
-    }
+    chat_delivery(&mut net, "alice", false);
     chat(&mut net, "alice", "hello");
     net.settle();
     assert_eq!(received(&net, "bob"), 0);
-    for pc in net.client_mut("alice").pcs.values_mut() {
-        pc.chat_open = true;
-    }
+    chat_delivery(&mut net, "alice", true);
     net.run_for(RESEND_AFTER - 10 * STEP);
     assert_eq!(received(&net, "bob"), 0, "not before the interval");
     net.run_for(20 * STEP);
@@ -778,17 +778,13 @@ fn a_chat_message_lost_on_an_open_channel_goes_again_after_the_resend_interval()
 fn a_lost_chat_ack_is_answered_again_when_the_message_goes_again() {
     let mut net = call(&["alice", "bob"]);
     // Bob's acks are lost on the way while his channel stays open.
-    for pc in net.client_mut("bob").pcs.values_mut() {
-        pc.chat_open = false;
-    }
+    chat_delivery(&mut net, "bob", false);
     chat(&mut net, "alice", "hello");
     net.run_for(RESEND_AFTER + 10 * STEP);
     assert_eq!(received(&net, "bob"), 1);
     assert_eq!(acked(&net, "alice"), 0);
     assert_eq!(net.client("bob").core.chat_counts().duplicates, 1);
-    for pc in net.client_mut("bob").pcs.values_mut() {
-        pc.chat_open = true;
-    }
+    chat_delivery(&mut net, "bob", true);
     net.run_for(RESEND_AFTER);
     assert_eq!(received(&net, "bob"), 1, "the copy is not shown twice");
     assert_eq!(acked(&net, "alice"), 1);

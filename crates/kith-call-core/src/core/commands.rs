@@ -96,15 +96,7 @@ impl CallCore {
                 let users: BTreeSet<UserId> =
                     self.links.values().map(|l| l.remote.user.clone()).collect();
                 let (message, wire) = self.chat.compose(now, id, text, ts, users);
-                let open: Vec<LinkId> = self
-                    .links
-                    .iter()
-                    .filter(|(_, l)| l.chat_open)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for link in open {
-                    self.peer_op(link, PeerOp::SendChat(wire.clone()));
-                }
+                self.send_chat(&wire, |_| true);
                 self.emit(CallEvent::ChatSent { message });
             }
             Command::SetMicMuted(muted) => {
@@ -149,5 +141,18 @@ impl CallCore {
             }
         }
         Ok(())
+    }
+
+    /// Sends `wire` on every open chat channel of the users `to` picks.
+    pub(super) fn send_chat(&mut self, wire: &str, to: impl Fn(&UserId) -> bool) {
+        let open: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.chat_open && to(&l.remote.user))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in open {
+            self.peer_op(link, PeerOp::SendChat(wire.to_owned()));
+        }
     }
 }

@@ -7,7 +7,7 @@ use tracing::info;
 use super::{CallCore, DETACHED_GRACE, ESTIMATE_INTERVAL, STATS_INTERVAL};
 use crate::events::{CallEvent, InviteEnd, LeaveReason, MissedReason, RingOutcome};
 use crate::ice_recovery::Step;
-use crate::io::{MediaOp, PeerOp};
+use crate::io::MediaOp;
 use crate::link::LinkId;
 
 impl CallCore {
@@ -59,15 +59,7 @@ impl CallCore {
     /// that still owe the ack (see `chat::RESEND_AFTER` for why).
     fn resend_chat(&mut self, now: Instant) {
         for (wire, users) in self.chat.due_resends(now) {
-            let open: Vec<LinkId> = self
-                .links
-                .iter()
-                .filter(|(_, l)| l.chat_open && users.contains(&l.remote.user))
-                .map(|(id, _)| *id)
-                .collect();
-            for link in open {
-                self.peer_op(link, PeerOp::SendChat(wire.clone()));
-            }
+            self.send_chat(&wire, |user| users.contains(user));
         }
     }
 
