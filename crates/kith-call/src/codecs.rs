@@ -231,19 +231,21 @@ pub fn media_engine(video: &[VideoCodec], audio: &[AudioCodec]) -> Result<MediaE
     }
     for codec in video {
         engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: video_rtp_codec(*codec),
-                    payload_type: video_payload_type(*codec),
-                },
-                RtpCodecKind::Video,
-            )
+            .register_codec(video_codec_parameters(*codec), RtpCodecKind::Video)
             .map_err(CallError::webrtc("register a video codec"))?;
         engine
             .register_codec(rtx_codec(*codec), RtpCodecKind::Video)
             .map_err(CallError::webrtc("register a retransmission codec"))?;
     }
     Ok(engine)
+}
+
+/// `codec` on its payload type.
+pub fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: video_rtp_codec(codec),
+        payload_type: video_payload_type(codec),
+    }
 }
 
 /// The retransmission stream (RFC 4588) of `codec`, on the next payload

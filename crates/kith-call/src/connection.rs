@@ -390,10 +390,7 @@ pub async fn prefer_our_video_codecs(
         .filter(|codec| offer.contains(&format!(" {}/90000", codec.sdp_name())))
         .flat_map(|codec| {
             [
-                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
-                    rtp_codec: video_rtp_codec(*codec),
-                    payload_type: crate::codecs::video_payload_type(*codec),
-                },
+                crate::codecs::video_codec_parameters(*codec),
                 crate::codecs::rtx_codec(*codec),
             ]
         })
