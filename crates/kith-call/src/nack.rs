@@ -43,10 +43,12 @@ const INITIAL_REPAIR_TIME: Duration = Duration::from_millis(100);
 /// How often asks are looked over while something is missing.
 const TICK: Duration = Duration::from_millis(10);
 /// Each ask goes out a second time this long after the first, when a repair
-/// takes at least [`ECHO_FROM`]: a NACK lost on a lossy link otherwise costs
-/// a whole repair time before the next ask, and the frame behind it freezes
-/// for two round trips. The copy is a few bytes of RTCP; the sender's pacer
-/// resends a packet once however many copies ask (`pacer::RESEND_GUARD`).
+/// takes at least [`ECHO_FROM`]: a NACK lost on a lossy link, or the resend
+/// it asked for, otherwise costs a whole repair time before the next ask,
+/// and the frame behind it freezes for two round trips. The copy is a few
+/// bytes of RTCP; a Kith sender answers each copy that arrives with a copy
+/// of the packet (`pacer::COPIES_PER_ROUND`), so only losing both costs the
+/// round trip. A libwebrtc sender answers the first.
 pub const ECHO_AFTER: Duration = Duration::from_millis(10);
 /// On a faster path a lost ask is asked again soon enough.
 const ECHO_FROM: Duration = Duration::from_millis(50);

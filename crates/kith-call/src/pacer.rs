@@ -32,10 +32,18 @@ pub const MAX_RETRANSMISSION_WAIT: Duration = Duration::from_millis(500);
 pub const MAX_VIDEO_PACKETS: usize = 2048;
 /// Retransmissions held; a peer's NACKs cannot queue more.
 pub const MAX_RETRANSMISSIONS: usize = 512;
-/// A packet resent this recently is not resent again: the receiver's
-/// second copy of a NACK (see `nack::ECHO_AFTER`) arrives within it, and a
-/// genuine second ask only after a repair's round trip.
+/// Asks within this long of a packet's first resend are one round of asks:
+/// a Kith receiver sends each NACK twice, 10 ms apart, on a long path (see
+/// `nack::ECHO_AFTER`), and a genuine second ask comes only after a
+/// repair's round trip.
 pub const RESEND_GUARD: Duration = Duration::from_millis(25);
+/// Copies of a packet one round of asks gets. Each copy of a NACK that
+/// arrives is answered, up to this: a resend lost on the way (5 % of them
+/// at 5 % loss) then costs no second round trip unless both copies were
+/// lost, and on a long path that round trip was a freeze. A repair costs
+/// twice the bits instead, within the resend budget. libwebrtc answers one
+/// NACK per round trip, and Chromium sends one, so a call with it gets one.
+pub const COPIES_PER_ROUND: usize = 2;
 /// Retransmissions may use at most the bandwidth estimate, as libwebrtc's
 /// retransmission rate limiter allows: past it a lossy link's NACKs would
 /// crowd out the video they repair (4.5 Mbit/s of resends seen on a
@@ -60,8 +68,8 @@ pub struct PriorityPacer {
     audio_ssrcs: HashSet<u32>,
     rtx_ssrcs: HashSet<u32>,
     retransmissions: VecDeque<TaggedPacket>,
-    /// Packets resent within [`RESEND_GUARD`], oldest first (at most
-    /// [`MAX_RETRANSMISSIONS`]).
+    /// Packets resent within [`RESEND_GUARD`], a copy each, oldest first
+    /// (at most [`MAX_RETRANSMISSIONS`]).
     recent_resends: VecDeque<(Instant, (u32, u16))>,
     video: VecDeque<TaggedPacket>,
     video_bits: f64,
@@ -115,7 +123,8 @@ struct Tally {
     resent_bits: f64,
     /// Resends that went on the media SSRC (no RTX negotiated for it).
     resent_without_rtx: u32,
-    /// Asks for a packet already resent within [`RESEND_GUARD`] or queued.
+    /// Asks for a packet already resent [`COPIES_PER_ROUND`] times within
+    /// [`RESEND_GUARD`] or queued as often.
     resends_repeated: u32,
     /// Asks over the resend budget or past the resend queue's bound.
     resends_refused: u32,
@@ -364,14 +373,27 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             {
                 self.recent_resends.pop_front();
             }
-            // A second ask for a packet whose resend has not left yet, or
-            // left a moment ago, would only send it twice.
+            // Asks past the round's copies, for a packet whose resends
+            // have not left yet or left a moment ago, would only flood.
             let again = repaired.is_some_and(|repaired| {
-                self.recent_resends.iter().any(|(_, r)| *r == repaired)
-                    || self
-                        .retransmissions
-                        .iter()
-                        .any(|queued| self.repaired(queued) == Some(repaired))
+                let sent = self
+                    .recent_resends
+                    .iter()
+                    .filter(|(_, r)| *r == repaired)
+                    .count();
+                let queued = self
+                    .retransmissions
+                    .iter()
+                    .filter(|queued| self.repaired(queued) == Some(repaired))
+                    .count();
+                // A plain resend's copy would share its SRTP index, and
+                // the receiver's replay check drops it.
+                let copies = if self.rtx_ssrcs.contains(&repaired.0) {
+                    COPIES_PER_ROUND
+                } else {
+                    1
+                };
+                sent.max(queued) >= copies
             });
             let bits = bits_of(&msg);
             self.retransmission_budget.refill(msg.now);
@@ -543,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_ask_for_a_queued_resend_is_not_sent_twice() {
+    fn a_third_ask_for_a_queued_resend_is_not_sent() {
         let now = Instant::now();
         let mut pacer = pacer(1_000_000.0);
         for seq in 0..20 {
@@ -553,26 +575,47 @@ mod tests {
         }
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
         pacer.handle_write(resend(now, 3, 1)).expect("writes");
-        pacer.handle_write(resend(now, 4, 2)).expect("writes");
+        pacer.handle_write(resend(now, 3, 2)).expect("writes");
+        pacer.handle_write(resend(now, 4, 3)).expect("writes");
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         let resent: Vec<u16> = out.iter().filter(|p| p.0 == RTX).map(|p| p.1).collect();
-        assert_eq!(resent, vec![0, 2]);
+        assert_eq!(resent, vec![0, 1, 3]);
     }
 
     #[test]
-    fn the_echo_of_an_ask_is_not_resent_but_a_later_ask_is() {
+    fn the_echo_of_an_ask_is_resent_once_more_a_third_copy_not_and_a_later_ask_is() {
         let now = Instant::now();
         let mut pacer = pacer(1_000_000.0);
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
         assert_eq!(drain(&mut pacer, now).len(), 1);
-        // The receiver's second copy of the same NACK.
-        let echo = now + Duration::from_millis(15);
+        // The receiver's second copy of the same NACK: a second copy, so a
+        // lost resend costs no round trip.
+        let echo = now + Duration::from_millis(10);
         pacer.handle_write(resend(echo, 3, 1)).expect("writes");
-        assert!(drain(&mut pacer, echo).is_empty());
-        // Asked again a round trip later: that resend was lost.
+        assert_eq!(drain(&mut pacer, echo).len(), 1);
+        // A third ask in the same round is a flood.
+        let third = now + Duration::from_millis(15);
+        pacer.handle_write(resend(third, 3, 2)).expect("writes");
+        assert!(drain(&mut pacer, third).is_empty());
+        // Asked again a round trip later: both copies were lost.
         let later = now + Duration::from_millis(120);
-        pacer.handle_write(resend(later, 3, 2)).expect("writes");
+        pacer.handle_write(resend(later, 3, 3)).expect("writes");
         assert_eq!(drain(&mut pacer, later).len(), 1);
+    }
+
+    #[test]
+    fn a_plain_resend_goes_once_a_round() {
+        let now = Instant::now();
+        let mut pacer = pacer(1_000_000.0);
+        // No RTX: the resend is the media packet again, whose second copy
+        // the receiver's SRTP replay check would drop.
+        for at in [now, now + Duration::from_millis(10)] {
+            let mut packet = test_packets::rtp(at, VIDEO, 3, &[0; 1000]);
+            packet.message.add(Attribute::Retransmission);
+            pacer.handle_write(packet).expect("writes");
+        }
+        let out = drain(&mut pacer, now + Duration::from_millis(100));
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]
