@@ -20,6 +20,9 @@ use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport};
 use tracing::debug;
 
 const LOG_EVERY: Duration = Duration::from_secs(1);
+/// A fall of the estimate past this share in one feedback is logged when
+/// it happens: the once-a-second log hid when a cap was first seen.
+const CUT_LOGGED: f64 = 0.8;
 
 /// What the chain is told is this many times GCC's estimate. webrtc-rs's
 /// pacer releases at exactly the target it hears, so an encoder's overshoot
@@ -119,10 +122,23 @@ impl Estimator {
 
 impl BandwidthEstimator for Estimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        let before = self.estimate();
         self.delay.update(now, reports);
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        self.loss.update(now, lost, reports.len());
+        self.loss
+            .update(now, lost, reports.len(), self.delay.delivered());
         self.shared.set_estimate(self.estimate());
+        if self.estimate() < before * CUT_LOGGED {
+            debug!(
+                from_bps = before as u64,
+                delay_bps = self.delay.target() as u64,
+                loss_bps = self.loss.target() as u64,
+                delivered_bps = self.delay.delivered().map(|d| d as u64),
+                lost,
+                reported = reports.len(),
+                "estimate cut"
+            );
+        }
         self.reported += reports.len();
         self.lost += lost;
         if self
