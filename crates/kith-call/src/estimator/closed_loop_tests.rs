@@ -287,3 +287,48 @@ fn a_cap_from_the_start_costs_loss_only_in_the_first_second() {
     // GCC's cut alone lost 28 % in the second second and 6 % in the third.
     assert!(lost_share(&samples[10..]) < 0.02, "{}", trace(&samples));
 }
+
+#[test]
+fn congestion_loss_with_a_standing_queue_brings_the_delay_half_down() {
+    // A queue that stood full from the start: each packet arrives one
+    // link-time after the one before whatever the sender does, so the delay
+    // gradient is flat, and 40 % are dropped. The delay half saw no overuse
+    // and kept its start value; the loss half climbed back past the link.
+    let epoch = Instant::now();
+    let mut estimator = Estimator::new(1_000_000.0, 100_000.0, MAX_BPS, SharedEstimate::default());
+    let link_time = Duration::from_secs_f64(PACKET_BYTES as f64 * 8.0 / 450_000.0);
+    let mut sequence = 0u16;
+    let mut arrival = Duration::from_millis(200);
+    for batch in 0..20u32 {
+        let now = epoch + Duration::from_millis(100) * (batch + 3);
+        let reports: Vec<PacketReport> = (0..24)
+            .map(|i| {
+                let arrived = i % 5 >= 2;
+                if arrived {
+                    arrival += link_time;
+                }
+                // Sent as they leave the queue's far end, 300 ms before.
+                let departure = epoch + arrival - Duration::from_millis(300);
+                sequence = sequence.wrapping_add(1);
+                PacketReport {
+                    ssrc: 1,
+                    id: u64::from(sequence),
+                    rtp_sequence_number: sequence,
+                    is_twcc: true,
+                    twcc_sequence_number: sequence,
+                    size: PACKET_BYTES,
+                    arrived,
+                    departure,
+                    arrival: arrived.then_some(arrival),
+                    ecn: Default::default(),
+                }
+            })
+            .collect();
+        estimator.on_reports(now, &reports);
+    }
+    assert!(
+        estimator.delay.target() < 450_000.0,
+        "delay half at {:.0}",
+        estimator.delay.target()
+    );
+}

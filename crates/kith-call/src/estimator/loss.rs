@@ -133,10 +133,17 @@ impl LossHalf {
     }
 
     /// Folds in one batch of feedback: `lost` of `total` packets did not
-    /// arrive, and the far end lately received `delivered` bits/s.
-    pub fn update(&mut self, now: Instant, lost: usize, total: usize, delivered: Option<f64>) {
+    /// arrive, and the far end lately received `delivered` bits/s. True
+    /// when the loss was congestion and the target was cut for it.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        lost: usize,
+        total: usize,
+        delivered: Option<f64>,
+    ) -> bool {
         if total == 0 {
-            return;
+            return false;
         }
         let sample = lost as f64 / total as f64;
         let average = self
@@ -151,7 +158,7 @@ impl LossHalf {
             .last_change
             .is_some_and(|last| now.saturating_duration_since(last) < INTERVAL)
         {
-            return;
+            return false;
         }
         let excess = average.min(sample) - inherent;
         let measured = !self.windows.is_empty();
@@ -172,6 +179,7 @@ impl LossHalf {
             self.target = cut.clamp(self.min, self.max);
             self.last_change = Some(now);
             self.last_probe = Some(now);
+            return true;
         } else if measured && since_probe >= PROBE_EVERY {
             self.target = (self.target * PROBE_STEP).clamp(self.min, self.max);
             self.last_change = Some(now);
@@ -183,6 +191,7 @@ impl LossHalf {
                 self.last_change = Some(now);
             }
         }
+        false
     }
 }
 
