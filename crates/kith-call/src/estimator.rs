@@ -125,12 +125,8 @@ impl BandwidthEstimator for Estimator {
         let before = self.estimate();
         self.delay.update(now, reports);
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        let congested = self
-            .loss
+        self.loss
             .update(now, lost, reports.len(), self.delay.delivered());
-        if congested {
-            self.delay.on_congestion_loss(now);
-        }
         self.shared.set_estimate(self.estimate());
         if self.estimate() < before * CUT_LOGGED {
             debug!(

@@ -152,15 +152,6 @@ impl Aimd {
         }
     }
 
-    /// An overuse seen by other means than the delay gradient: decreased
-    /// at once while climbing (as libwebrtc decreases on an overuse that
-    /// follows none), else given the same round trip as the detector's.
-    pub fn on_overuse(&mut self, now: Instant, delivered: f64) {
-        if self.state == State::Increase || self.time_to_reduce(now, delivered) {
-            self.decrease(now, delivered);
-        }
-    }
-
     /// A decrease is given a round trip to take effect, unless the link
     /// already delivers under half the target.
     fn time_to_reduce(&self, now: Instant, delivered: f64) -> bool {

@@ -164,18 +164,6 @@ impl DelayHalf {
         self.trendline.usage()
     }
 
-    /// The loss half saw congestion at `now`: a queue that stood full from
-    /// the start (a call that began above a capped link's rate) has no
-    /// delay gradient to show, so this half never saw an overuse and kept
-    /// its start value as a ceiling, and the loss half alone climbed back
-    /// past the cap at its pace. Taken as an overuse, the delivered rate
-    /// becomes the link's capacity, near which this half climbs carefully.
-    pub fn on_congestion_loss(&mut self, now: Instant) {
-        if let Some(delivered) = self.delivered.rate() {
-            self.control.on_overuse(now, delivered);
-        }
-    }
-
     /// Folds in one feedback packet's reports (in send order) that arrived
     /// at `now`.
     pub fn update(&mut self, now: Instant, reports: &[PacketReport]) {

@@ -133,17 +133,10 @@ impl LossHalf {
     }
 
     /// Folds in one batch of feedback: `lost` of `total` packets did not
-    /// arrive, and the far end lately received `delivered` bits/s. True
-    /// when the loss was congestion and the target was cut for it.
-    pub fn update(
-        &mut self,
-        now: Instant,
-        lost: usize,
-        total: usize,
-        delivered: Option<f64>,
-    ) -> bool {
+    /// arrive, and the far end lately received `delivered` bits/s.
+    pub fn update(&mut self, now: Instant, lost: usize, total: usize, delivered: Option<f64>) {
         if total == 0 {
-            return false;
+            return;
         }
         let sample = lost as f64 / total as f64;
         let average = self
@@ -158,7 +151,7 @@ impl LossHalf {
             .last_change
             .is_some_and(|last| now.saturating_duration_since(last) < INTERVAL)
         {
-            return false;
+            return;
         }
         let excess = average.min(sample) - inherent;
         let measured = !self.windows.is_empty();
@@ -179,7 +172,6 @@ impl LossHalf {
             self.target = cut.clamp(self.min, self.max);
             self.last_change = Some(now);
             self.last_probe = Some(now);
-            return true;
         } else if measured && since_probe >= PROBE_EVERY {
             self.target = (self.target * PROBE_STEP).clamp(self.min, self.max);
             self.last_change = Some(now);
@@ -191,7 +183,6 @@ impl LossHalf {
                 self.last_change = Some(now);
             }
         }
-        false
     }
 }
 
