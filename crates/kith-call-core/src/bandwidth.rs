@@ -56,14 +56,22 @@ pub fn size_for_bitrate(bitrate_bps: u32, width: u32, height: u32) -> (u32, u32)
     }
 }
 
-/// The next larger size on the ladder than `size`, within the request.
+/// The next larger size than `size`: a rung within the request, or the
+/// request itself, which tops the ladder needing what the largest rung
+/// within it needs (as in [`size_for_bitrate`]). Without the request as a
+/// rung, an 800×600 call that stepped down to 320×180 climbed back to
+/// 640×360 and no further, however much the link carried.
 fn next_up(size: (u32, u32), requested: (u32, u32)) -> Option<((u32, u32), u32)> {
-    LADDER
+    let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+    let within = LADDER
         .iter()
-        .rev()
         .filter(|(_, w, h)| *w <= requested.0 && *h <= requested.1)
-        .find(|(_, w, h)| u64::from(*w) * u64::from(*h) > u64::from(size.0) * u64::from(size.1))
-        .map(|(needs, w, h)| ((*w, *h), *needs))
+        .map(|(needs, w, h)| ((*w, *h), *needs));
+    let top_needs = within.clone().next().map_or(0, |(_, needs)| needs);
+    within
+        .rev()
+        .chain(std::iter::once((requested, top_needs)))
+        .find(|(rung, _)| area(*rung) > area(size))
 }
 
 /// What the encoder should change.
@@ -222,6 +230,16 @@ mod tests {
             vec![(320, 180), (640, 360), (960, 540), (1280, 720)],
             "down at once, then up rung by rung"
         );
+    }
+
+    #[test]
+    fn a_request_off_the_ladder_is_climbed_back_to() {
+        let mut policy = BandwidthPolicy::new((800, 600), 2_500_000, 4_000_000);
+        let start = Instant::now();
+        let mut estimates = vec![200_000.0; 3];
+        estimates.extend(vec![3_000_000.0; 30]);
+        let sizes = run(&mut policy, start, &estimates);
+        assert_eq!(sizes, vec![(320, 180), (640, 360), (800, 600)]);
     }
 
     /// The seconds at which the size changed, and to what.
