@@ -218,15 +218,19 @@ mod tests {
         assert_eq!(sizes, vec![(960, 540)], "one step down, no climbing back");
     }
 
+    /// The sizes a call asked for at `requested` goes through when the
+    /// estimate dips to 200 kbit/s for 3 s and then stays at 3 Mbit/s.
+    fn sizes_after_a_dip(requested: (u32, u32), recovery_secs: usize) -> Vec<(u32, u32)> {
+        let mut policy = BandwidthPolicy::new(requested, 2_500_000, 4_000_000);
+        let mut estimates = vec![200_000.0; 3];
+        estimates.extend(vec![3_000_000.0; recovery_secs]);
+        run(&mut policy, Instant::now(), &estimates)
+    }
+
     #[test]
     fn a_lasting_recovery_climbs_one_rung_at_a_time() {
-        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
-        let start = Instant::now();
-        let mut estimates = vec![200_000.0; 3];
-        estimates.extend(vec![3_000_000.0; 40]);
-        let sizes = run(&mut policy, start, &estimates);
         assert_eq!(
-            sizes,
+            sizes_after_a_dip((1280, 720), 40),
             vec![(320, 180), (640, 360), (960, 540), (1280, 720)],
             "down at once, then up rung by rung"
         );
@@ -234,12 +238,10 @@ mod tests {
 
     #[test]
     fn a_request_off_the_ladder_is_climbed_back_to() {
-        let mut policy = BandwidthPolicy::new((800, 600), 2_500_000, 4_000_000);
-        let start = Instant::now();
-        let mut estimates = vec![200_000.0; 3];
-        estimates.extend(vec![3_000_000.0; 30]);
-        let sizes = run(&mut policy, start, &estimates);
-        assert_eq!(sizes, vec![(320, 180), (640, 360), (800, 600)]);
+        assert_eq!(
+            sizes_after_a_dip((800, 600), 30),
+            vec![(320, 180), (640, 360), (800, 600)]
+        );
     }
 
     /// The seconds at which the size changed, and to what.
