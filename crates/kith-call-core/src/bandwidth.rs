@@ -62,7 +62,6 @@ pub fn size_for_bitrate(bitrate_bps: u32, width: u32, height: u32) -> (u32, u32)
 /// rung, an 800×600 call that stepped down to 320×180 climbed back to
 /// 640×360 and no further, however much the link carried.
 fn next_up(size: (u32, u32), requested: (u32, u32)) -> Option<((u32, u32), u32)> {
-    let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
     let within = LADDER
         .iter()
         .filter(|(_, w, h)| *w <= requested.0 && *h <= requested.1)
@@ -72,6 +71,10 @@ fn next_up(size: (u32, u32), requested: (u32, u32)) -> Option<((u32, u32), u32)>
         .rev()
         .chain(std::iter::once((requested, top_needs)))
         .find(|(rung, _)| area(*rung) > area(size))
+}
+
+fn area((width, height): (u32, u32)) -> u64 {
+    u64::from(width) * u64::from(height)
 }
 
 /// What the encoder should change.
@@ -131,7 +134,6 @@ impl BandwidthPolicy {
             change.bitrate_bps = Some(target);
         }
         let fits = size_for_bitrate(target, self.requested.0, self.requested.1);
-        let area = |s: (u32, u32)| u64::from(s.0) * u64::from(s.1);
         if self
             .last_up
             .is_some_and(|up| now.duration_since(up) >= FAILED_CLIMB)

@@ -12,10 +12,9 @@
 //! so a clean link adds nothing and a lossy one adds a repair's round trip.
 //! Covering that whole round trip is what keeps a frame that needs a second
 //! repair (a lost resend) to a hitch rather than a freeze. It rises at once
-//! and comes down slowly. libwebrtc's jitter
-//! estimator and `VCMTiming` play this part in Chromium (with the round trip
-//! added once NACKs are in use); written by hand as no crate schedules
-//! video playout.
+//! and comes down slowly. libwebrtc's jitter estimator and `VCMTiming` play
+//! this part in Chromium (with the round trip added once NACKs are in use);
+//! written by hand as no crate schedules video playout.
 //!
 //! No I/O and no clock of its own: the caller passes each frame's arrival
 //! and the time, so every rule is unit-tested.
