@@ -29,9 +29,10 @@ enum Task {
         #[arg(long)]
         no_install: bool,
     },
-    /// Run benchmarks and print their tables (default all).
+    /// Run benchmarks and print their tables (default all but soak).
     Bench {
-        /// Which benchmarks: signaling, media, call, network, app.
+        /// Which benchmarks: signaling, media, call, network, app, soak
+        /// (an hour; KITH_SOAK_SECONDS shortens it).
         names: Vec<String>,
     },
     /// Only install the system packages the build and tests need.
@@ -220,9 +221,14 @@ fn build_release(packages: &[&str]) -> anyhow::Result<()> {
 }
 
 fn bench(names: &[String]) -> anyhow::Result<()> {
-    const KNOWN: [&str; 5] = ["signaling", "media", "call", "network", "app"];
+    const KNOWN: [&str; 6] = ["signaling", "media", "call", "network", "app", "soak"];
+    // The soak takes an hour: only when asked for by name.
     let wanted: Vec<&str> = if names.is_empty() {
-        KNOWN.to_vec()
+        KNOWN
+            .iter()
+            .copied()
+            .filter(|name| *name != "soak")
+            .collect()
     } else {
         names.iter().map(String::as_str).collect()
     };
@@ -274,6 +280,13 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
                 step(
                     "network benchmark",
                     cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "network"]),
+                )?;
+            }
+            "soak" => {
+                build_release(&["kith-cli", "signaling-dev"])?;
+                step(
+                    "soak benchmark",
+                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "soak"]),
                 )?;
             }
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),

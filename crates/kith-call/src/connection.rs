@@ -83,6 +83,8 @@ pub type PeerEvents = mpsc::UnboundedSender<(PeerId, PeerEvent)>;
 struct Handler {
     id: PeerId,
     events: PeerEvents,
+    /// Dropped with the connection's state inside webrtc-rs.
+    _alive: crate::alive::AliveGuard,
 }
 
 #[async_trait::async_trait]
@@ -245,7 +247,11 @@ async fn build(
         .with_media_engine(engine)
         .with_setting_engine(setting_engine)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { id, events }))
+        .with_handler(Arc::new(Handler {
+            id,
+            events,
+            _alive: crate::alive::AliveGuard::new(),
+        }))
         .with_udp_addrs(udp_addrs)
         .build();
     let pc = Box::pin(build)

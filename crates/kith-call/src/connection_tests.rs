@@ -191,3 +191,37 @@ async fn answers_use_the_offers_payload_types_for_every_codec() {
         }
     }
 }
+
+/// A negotiated connection, closed and dropped, is freed with its sockets
+/// and tasks: webrtc-rs 0.21.0 kept every one through a reference cycle
+/// (its issue 906). Counts are process-wide; nextest runs each test in its
+/// own process, so nothing else moves them here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_is_freed() {
+    let before = crate::alive::peer_connections_alive();
+    let (events, _keep) = mpsc::unbounded_channel();
+    let codecs = VIDEO_CODECS.to_vec();
+    let (offerer, _) = connect(PeerId(1), &settings(codecs.clone()), events.clone())
+        .await
+        .unwrap();
+    let (answerer, _) = connect(PeerId(2), &settings(codecs), events).await.unwrap();
+    let offer = offerer.create_offer(None).await.unwrap();
+    offerer.set_local_description(offer.clone()).await.unwrap();
+    answerer.set_remote_description(offer).await.unwrap();
+    let answer = answerer.create_answer(None).await.unwrap();
+    answerer
+        .set_local_description(answer.clone())
+        .await
+        .unwrap();
+    offerer.set_remote_description(answer).await.unwrap();
+    assert_eq!(crate::alive::peer_connections_alive(), before + 2);
+
+    for pc in [offerer, answerer] {
+        pc.close().await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::alive::peer_connections_alive() > before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(crate::alive::peer_connections_alive(), before);
+}

@@ -35,6 +35,7 @@
 //! by [`media::mixer`] into the speakers, the echo canceller's far end and
 //! a WAV recording.
 
+mod alive;
 pub mod candidates;
 mod chain;
 pub mod codecs;
@@ -57,6 +58,7 @@ pub mod sockets;
 mod test_packets;
 mod turn_tcp;
 
+pub use alive::peer_connections_alive;
 pub use driver::{Call, CallConfig, CallEvents, Participant};
 pub use error::CallError;
 pub use kith_call_core::chat::UNACKED_LIMIT as UNACKED_CHAT_LIMIT;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kith_call::{CallEvent, CallSummary, ChatCounts, PeerSummary};
@@ -16,6 +16,8 @@ struct Report<'a> {
     chat_ack_ms: Option<AckSummary>,
     /// CPU time this process used (user + system), all threads.
     cpu_seconds: Option<f64>,
+    /// Peer connections still in memory after the call ended: any is a leak.
+    peer_connections_alive: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -60,16 +62,28 @@ impl AckTimes {
     }
 }
 
-pub fn write(path: &Path, summary: &CallSummary, acks: &AckTimes) -> anyhow::Result<()> {
+pub async fn write(path: &Path, summary: &CallSummary, acks: &AckTimes) -> anyhow::Result<()> {
     let report = Report {
         peers: &summary.peers,
         chat: summary.chat,
         chat_ack_ms: acks.summary(),
         cpu_seconds: cpu_seconds(),
+        peer_connections_alive: connections_left_after_close().await,
     };
     let text = serde_json::to_string_pretty(&report)?;
     std::fs::write(path, text)
         .with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+/// webrtc-rs frees a closed connection on its own tasks, a moment after the
+/// close: give it that moment before counting what is left.
+async fn connections_left_after_close() -> usize {
+    const PATIENCE: Duration = Duration::from_secs(2);
+    let deadline = Instant::now() + PATIENCE;
+    while kith_call::peer_connections_alive() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kith_call::peer_connections_alive()
 }
 
 /// User + system CPU time of this process from /proc (Linux). Written by
@@ -87,8 +101,6 @@ fn cpu_seconds() -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn sent(id: &str) -> CallEvent {

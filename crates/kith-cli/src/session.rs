@@ -123,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         code
     };
     if let Some(path) = &options.report {
-        report::write(path, &summary, &out.acks)?;
+        report::write(path, &summary, &out.acks).await?;
     }
     Ok(ExitCode::from(code))
 }
