@@ -9,6 +9,8 @@
 //! start-up: both sides measured alike.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "call/cpu.rs"]
+mod cpu;
 #[path = "call/datachannel.rs"]
 mod datachannel;
 
@@ -30,7 +32,7 @@ const HEIGHT: u32 = 720;
 const BITRATE_KBPS: u32 = 2500;
 
 /// One side's figures for one call, averaged over its receivers.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Figures {
     connect_ms: f64,
     first_frame_ms: f64,
@@ -39,13 +41,14 @@ struct Figures {
     fps: f64,
     freezes: f64,
     cpu_cores: f64,
+    cpu: cpu::CpuUse,
 }
 
 impl Figures {
     /// What both sides' reports name alike, averaged over the receivers
     /// (freezes summed, from `freezes_at` in each); fps is left to the
     /// caller, each side counting it its own way.
-    fn of_receivers(peers: &[Value], freezes_at: &[&str], cpu_cores: f64) -> Self {
+    fn of_receivers(peers: &[Value], freezes_at: &[&str], cpu: cpu::CpuUse) -> Self {
         let average = |path: &[&str]| mean(peers.iter().map(|p| get(p, path)));
         Self {
             connect_ms: average(&["connect_ms"]),
@@ -58,71 +61,10 @@ impl Figures {
                 .map(|p| get(p, freezes_at))
                 .filter(|f| f.is_finite())
                 .sum(),
-            cpu_cores,
+            cpu_cores: cpu.cores,
+            cpu,
         }
     }
-}
-
-/// Clock ticks (utime + stime) of every process whose command line
-/// `matches`, by pid.
-fn cpu_ticks(matches: &dyn Fn(&str) -> bool) -> HashMap<u32, u64> {
-    let mut ticks = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return ticks;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !matches(&cmdline) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-        let Some((_, after_name)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(user), Some(system)) = (field(14), field(15)) {
-            ticks.insert(pid, user + system);
-        }
-    }
-    ticks
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// CPU cores used by the processes `matches` picks over `WINDOW`, from now.
-async fn cpu_cores_over_window(matches: &dyn Fn(&str) -> bool) -> f64 {
-    let before = cpu_ticks(matches);
-    let started = Instant::now();
-    tokio::time::sleep(WINDOW).await;
-    let after = cpu_ticks(matches);
-    let seconds = started.elapsed().as_secs_f64();
-    let used: u64 = after
-        .iter()
-        .map(|(pid, ticks)| ticks.saturating_sub(before.get(pid).copied().unwrap_or(0)))
-        .sum();
-    used as f64 / clock_ticks_per_second() / seconds
 }
 
 fn is_kith_cli(cmdline: &str) -> bool {
@@ -172,7 +114,7 @@ async fn kith_call(name: &str, codec: &str, users: &[&str]) -> Figures {
         processes.push(process);
     }
     tokio::time::sleep(WARM_UP).await;
-    let cpu_cores = cpu_cores_over_window(&is_kith_cli).await;
+    let cpu = cpu::over_window(WINDOW, &is_kith_cli, cpu::kith_part).await;
     let processes = tokio::task::spawn_blocking(move || {
         for process in &mut processes {
             let status = process.wait(PATIENCE * 2);
@@ -189,7 +131,7 @@ async fn kith_call(name: &str, codec: &str, users: &[&str]) -> Figures {
     }
     Figures {
         fps: mean(peers.iter().map(|p| get(p, &["fps"]))),
-        ..Figures::of_receivers(&peers, &["freezes"], cpu_cores)
+        ..Figures::of_receivers(&peers, &["freezes"], cpu)
     }
 }
 
@@ -232,7 +174,7 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
     for page in &opened {
         before.push((Instant::now(), frames_decoded(&page.report().await)));
     }
-    let cpu_cores = cpu_cores_over_window(&is_chromium).await;
+    let cpu = cpu::over_window(WINDOW, &is_chromium, cpu::chromium_part).await;
     let mut peers = Vec::new();
     let mut fps = Vec::new();
     for (page, (at, decoded_before)) in opened.iter().zip(before) {
@@ -250,7 +192,7 @@ async fn chromium_call(codec: &str, pages: usize) -> Figures {
     }
     Figures {
         fps: mean(fps.into_iter()),
-        ..Figures::of_receivers(&peers, &["video_in", "freeze_count"], cpu_cores)
+        ..Figures::of_receivers(&peers, &["video_in", "freeze_count"], cpu)
     }
 }
 
@@ -349,6 +291,37 @@ async fn chromium_throughput(message: usize) -> datachannel::Bulk {
     }
 }
 
+/// Where each side's CPU went over the window, in cores.
+fn print_cpu_parts(rows: &[(&str, Figures, Figures)]) {
+    println!();
+    println!(
+        "Where the CPU goes, cores over the same window: Kith by thread (encode includes scaling; \
+         decode, playout and the latency strip; network is the async runtime: ICE, DTLS, SRTP, RTCP, \
+         pacing, RTP; capture is the synthetic camera drawing), Chromium by process."
+    );
+    println!();
+    let kith_heads = cpu::KITH_PARTS.join(" | ");
+    let chromium_heads = cpu::CHROMIUM_PARTS.join(" | ");
+    let columns = cpu::KITH_PARTS.len() + cpu::CHROMIUM_PARTS.len();
+    println!("| call | Kith: {kith_heads} | Chromium: {chromium_heads} |");
+    println!("|---|{}", "---|".repeat(columns));
+    for (name, kith, chromium) in rows {
+        let kith_cells: Vec<String> = cpu::KITH_PARTS
+            .iter()
+            .map(|part| format!("{:.2}", kith.cpu.part(part)))
+            .collect();
+        let chromium_cells: Vec<String> = cpu::CHROMIUM_PARTS
+            .iter()
+            .map(|part| format!("{:.2}", chromium.cpu.part(part)))
+            .collect();
+        println!(
+            "| {name} | {} | {} |",
+            kith_cells.join(" | "),
+            chromium_cells.join(" | ")
+        );
+    }
+}
+
 fn ratio(kith: f64, chromium: f64) -> String {
     if kith.is_finite() && chromium.is_finite() && chromium > 0.0 {
         format!("{:.2}", kith / chromium)
@@ -427,6 +400,9 @@ async fn main() {
             cell(kith.freezes, chromium.freezes, 0),
             cell(kith.cpu_cores, chromium.cpu_cores, 2),
         );
+    }
+    if !rows.is_empty() {
+        print_cpu_parts(&rows);
     }
     println!();
     println!(
