@@ -34,6 +34,9 @@ const BITRATE_KBPS: u32 = 2500;
 /// One side's figures for one call, averaged over its receivers.
 #[derive(Debug, Default, Clone)]
 struct Figures {
+    /// Kith's steps to the first frame (NaN for Chromium's pages).
+    ice_ms: f64,
+    first_packet_ms: f64,
     connect_ms: f64,
     first_frame_ms: f64,
     g2g_p50_ms: f64,
@@ -51,6 +54,8 @@ impl Figures {
     fn of_receivers(peers: &[Value], freezes_at: &[&str], cpu: cpu::CpuUse) -> Self {
         let average = |path: &[&str]| mean(peers.iter().map(|p| get(p, path)));
         Self {
+            ice_ms: average(&["ice_ms"]),
+            first_packet_ms: average(&["first_packet_ms"]),
             connect_ms: average(&["connect_ms"]),
             first_frame_ms: average(&["first_frame_ms"]),
             g2g_p50_ms: average(&["glass_to_glass_ms", "p50"]),
@@ -291,6 +296,33 @@ async fn chromium_throughput(message: usize) -> datachannel::Bulk {
     }
 }
 
+/// Where Kith's time to the first frame goes, from creating the connection.
+fn print_first_frame_steps(rows: &[(&str, Figures, Figures)]) {
+    println!();
+    println!(
+        "Kith's first frame, step by step (ms, mean over receivers): ICE to a working pair; \
+         DTLS to connected; then to the first video packet (the sender's encoder starts and \
+         encodes a keyframe); then to the first frame shown (the keyframe's packets arrive, \
+         it is decoded and played out)."
+    );
+    println!();
+    println!(
+        "| call | ICE | + DTLS | + first packet | + first frame | = Kith first frame | Chromium |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, kith, chromium) in rows {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            kith.ice_ms,
+            kith.connect_ms - kith.ice_ms,
+            kith.first_packet_ms - kith.connect_ms,
+            kith.first_frame_ms - kith.first_packet_ms,
+            kith.first_frame_ms,
+            chromium.first_frame_ms,
+        );
+    }
+}
+
 /// Where each side's CPU went over the window, in cores.
 fn print_cpu_parts(rows: &[(&str, Figures, Figures)]) {
     println!();
@@ -402,6 +434,7 @@ async fn main() {
         );
     }
     if !rows.is_empty() {
+        print_first_frame_steps(&rows);
         print_cpu_parts(&rows);
     }
     println!();

@@ -232,7 +232,11 @@ pub struct PeerSummary {
     pub user: UserId,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
+    /// From creating the connection: ICE connected, then DTLS done
+    /// (connected), the first video packet, the first frame decoded.
+    pub ice_ms: Option<u64>,
     pub connect_ms: Option<u64>,
+    pub first_packet_ms: Option<u64>,
     pub first_frame_ms: Option<u64>,
     pub frames_decoded: u64,
     /// Mean decoded frames per second while connected.

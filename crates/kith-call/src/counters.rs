@@ -2,8 +2,8 @@
 //! driver reads them every second (the published shapes are kith-call-core's).
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Counters of what one remote peer sent us. Written by that peer's receive
@@ -27,6 +27,10 @@ pub struct ReceiveCounters {
     pub keyframe_requests_received: AtomicU64,
     pub audio_packets: AtomicU64,
     pub audio_bytes: AtomicU64,
+    /// Set once, by the first video packet (where the first frame's time
+    /// goes: before it, connecting and the sender's encoder; after it, the
+    /// keyframe's transfer and decoding).
+    first_video_packet: OnceLock<Instant>,
     /// Set once, by the first decoded frame.
     first_frame: Mutex<Option<Instant>>,
     /// Glass-to-glass latencies (ms) from the latency strip; the stats tick
@@ -49,6 +53,16 @@ impl ReceiveCounters {
         {
             latencies.push(latency);
         }
+    }
+
+    /// A video RTP packet arrived.
+    pub fn video_packet(&self) {
+        self.video_packets.fetch_add(1, Ordering::Relaxed);
+        self.first_video_packet.get_or_init(Instant::now);
+    }
+
+    pub fn first_video_packet(&self) -> Option<Instant> {
+        self.first_video_packet.get().copied()
     }
 
     pub fn first_frame(&self) -> Option<Instant> {

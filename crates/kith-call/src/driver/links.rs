@@ -388,6 +388,11 @@ impl Driver {
             }
             PeerEvent::IceState(state) => {
                 debug!(parent: &link.span, %state, "ICE state");
+                if state == RTCIceConnectionState::Connected
+                    && let Some(record) = self.records.get_mut(&id)
+                {
+                    record.ice_connected(std::time::Instant::now());
+                }
                 self.fact(id, PeerFact::Ice(ice_state(state)));
             }
             PeerEvent::DataChannel(channel) => {

@@ -23,6 +23,7 @@ pub(super) struct PeerRecord {
     video_codec: Option<String>,
     audio_codec: Option<String>,
     connect_ms: Option<u64>,
+    ice_connected_at: Option<Instant>,
     created_at: Instant,
     connected_at: Option<Instant>,
     connected_total: Duration,
@@ -42,6 +43,7 @@ impl PeerRecord {
             video_codec: None,
             audio_codec: None,
             connect_ms: None,
+            ice_connected_at: None,
             created_at: now,
             connected_at: None,
             connected_total: Duration::ZERO,
@@ -57,6 +59,11 @@ impl PeerRecord {
         if candidate_type.is_some() {
             self.candidate_type = candidate_type;
         }
+    }
+
+    /// ICE found a working pair (DTLS comes next).
+    pub fn ice_connected(&mut self, now: Instant) {
+        self.ice_connected_at.get_or_insert(now);
     }
 
     pub fn closed(&mut self, now: Instant) {
@@ -84,16 +91,17 @@ impl PeerRecord {
         let connected = (self.connected_total
             + self.connected_at.map_or(Duration::ZERO, |at| at.elapsed()))
         .as_secs_f64();
+        let since_created =
+            |at: Instant| at.saturating_duration_since(self.created_at).as_millis() as u64;
         PeerSummary {
             session: self.session.clone(),
             user: self.user.clone(),
             video_codec: self.video_codec.clone(),
             audio_codec: self.audio_codec.clone(),
+            ice_ms: self.ice_connected_at.map(since_created),
             connect_ms: self.connect_ms,
-            first_frame_ms: self
-                .counters
-                .first_frame()
-                .map(|first| first.saturating_duration_since(self.created_at).as_millis() as u64),
+            first_packet_ms: self.counters.first_video_packet().map(since_created),
+            first_frame_ms: self.counters.first_frame().map(since_created),
             frames_decoded: frames,
             fps: if connected > 0.0 {
                 frames as f64 / connected

@@ -158,7 +158,7 @@ async fn pump_video<D: Depacketizer>(
                 let Some(event) = event else { break };
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
-                        counters.video_packets.fetch_add(1, Ordering::Relaxed);
+                        counters.video_packet();
                         counters.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
                         let now = Instant::now();
                         for assembled in assembler.push(now, packet) {
