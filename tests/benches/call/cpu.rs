@@ -2,9 +2,9 @@
 //! part (the job of a kith-cli thread, the type of a Chromium process), so
 //! the bench says where the cycles go, not only how many.
 //!
-//! Threads a codec library starts (libvpx's, libaom's) inherit their
-//! creator's name, so they count to the encode or decode part that started
-//! them.
+//! Threads a codec library starts inherit their creator's name (libvpx's,
+//! dav1d's), so they count to the encode or decode part that started them;
+//! libaom renames its workers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -39,8 +39,9 @@ pub const KITH_PARTS: [&str; 7] = [
 
 pub fn kith_part(_cmdline: &str, thread: &str) -> &'static str {
     match thread {
-        // Scaling to the size the bandwidth allows, then encoding.
-        t if t.starts_with("encode-") => "encode",
+        // Scaling to the size the bandwidth allows, then encoding (libaom
+        // names its worker threads itself).
+        t if t.starts_with("encode-") || t.starts_with("aom ") => "encode",
         // Decoding, reading the latency strip, playout.
         t if t.starts_with("decode-") => "decode",
         // The async runtime: ICE, DTLS, SRTP, RTCP, pacing, NACK and TWCC,

@@ -121,6 +121,11 @@ impl Call {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let video_codecs = ordered(VIDEO_CODECS, config.video_codec);
+        // Our first codec is what a call with another Kith negotiates: get
+        // its encoder's slow start-up (the AV1 trial) done while we connect.
+        if let (Some(video), Some(first)) = (&video, video_codecs.first()) {
+            video.prepare_codec(*first);
+        }
         let mut core_config = CoreConfig::new(me.clone());
         core_config.video_codecs = video_codecs;
         core_config.auto_busy = config.auto_busy;

@@ -82,6 +82,9 @@ pub struct VideoSendSettings {
 
 #[derive(Debug)]
 enum VideoControl {
+    /// Run the slow part of this codec's encoder start-up ahead (the AV1
+    /// trial), for an `AddCodec` to come.
+    Prepare(VideoCodec),
     AddCodec(VideoCodec, UnitSender),
     Keyframe(VideoCodec),
     Bitrate(VideoCodec, u32),
@@ -207,6 +210,13 @@ impl VideoSend {
     }
 
     /// Starts an encoder for `codec` (once) feeding `units`.
+    /// Starts what is slow in starting `codec`'s encoder (the AV1 trial)
+    /// now, while the call connects, so the encoder is ready sooner once
+    /// `add_codec` comes.
+    pub fn prepare_codec(&self, codec: VideoCodec) {
+        let _ = self.control.send(VideoControl::Prepare(codec));
+    }
+
     pub fn add_codec(&self, codec: VideoCodec, units: UnitSender) {
         let _ = self.control.send(VideoControl::AddCodec(codec, units));
     }
@@ -328,6 +338,7 @@ fn run_video_source(
 ) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
     let mut encoders: Vec<RunningEncoder> = Vec::new();
+    let mut trial: Option<factory::EncoderTrial> = None;
     let mut next_tick = Instant::now();
     let mut failures = 0u32;
     loop {
@@ -343,7 +354,9 @@ fn run_video_source(
                     failures = 0;
                     next_tick = Instant::now();
                 }
-                Ok(command) => apply_video_control(command, &mut encoders, &settings, &counters),
+                Ok(command) => {
+                    apply_video_control(command, &mut encoders, &mut trial, &settings, &counters)
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     stop_encoders(encoders);
@@ -407,29 +420,38 @@ fn stop_encoders(encoders: Vec<RunningEncoder>) {
 fn apply_video_control(
     command: VideoControl,
     encoders: &mut Vec<RunningEncoder>,
+    trial: &mut Option<factory::EncoderTrial>,
     settings: &VideoSendSettings,
     counters: &Arc<SendCounters>,
 ) {
     let find = |encoders: &Vec<RunningEncoder>, codec: VideoCodec| {
         encoders.iter().position(|e| e.codec == codec)
     };
+    let config = VideoEncoderConfig {
+        width: settings.width,
+        height: settings.height,
+        fps: settings.fps,
+        bitrate_bps: settings.start_bitrate_bps,
+    };
     match command {
+        VideoControl::Prepare(codec) => {
+            if find(encoders, codec).is_none() && trial.is_none() {
+                *trial = factory::EncoderTrial::start(codec, config);
+            }
+        }
         VideoControl::AddCodec(codec, units) => {
             if find(encoders, codec).is_some() {
                 return;
             }
-            let config = VideoEncoderConfig {
-                width: settings.width,
-                height: settings.height,
-                fps: settings.fps,
-                bitrate_bps: settings.start_bitrate_bps,
-            };
+            let trial = trial.take();
             // Built on the encoder's own thread: the AV1 choice times trial
-            // encodes, and this (the capture) thread must keep delivering.
+            // encodes (or waits for the trial run ahead), and this (the
+            // capture) thread must keep delivering.
             let build = move || {
-                let encoder = factory::video_encoder(codec, config).inspect_err(|err| {
-                    warn!(%err, codec = codec.sdp_name(), "cannot start the video encoder");
-                })?;
+                let encoder =
+                    factory::video_encoder_after(trial, codec, config).inspect_err(|err| {
+                        warn!(%err, codec = codec.sdp_name(), "cannot start the video encoder");
+                    })?;
                 info!(
                     codec = codec.sdp_name(),
                     implementation = encoder.implementation(),

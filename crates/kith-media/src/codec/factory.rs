@@ -2,7 +2,9 @@
 //! decoder, with the implementation and settings calls use, so the call
 //! engine never names a codec library.
 
-use crate::codec::av1::choose::{Av1Preference, choose_av1_encoder};
+use crate::codec::av1::choose::{
+    Av1Choice, Av1Preference, choose_av1_encoder, make_av1_encoder, trial_av1,
+};
 use crate::codec::av1::dav1d_decoder::Dav1dDecoder;
 use crate::codec::g711::{G711Decoder, G711Encoder, G711Law};
 use crate::codec::h264::{H264Decoder, H264Encoder};
@@ -21,6 +23,66 @@ const AV1_THREADS: usize = 2;
 const DAV1D_THREADS: u32 = 1;
 /// G.711 packet length; 20 ms is what every browser sends.
 const G711_PACKET_MS: u32 = 20;
+
+/// The slow part of starting an encoder, run ahead on its own thread while
+/// a call connects. For AV1 that is the timed trial that picks the encoder
+/// and size (about half a second at 720p here, which came before the
+/// call's first frame); the other codecs start in milliseconds and need
+/// none.
+#[derive(Debug)]
+pub struct EncoderTrial {
+    codec: VideoCodec,
+    config: VideoEncoderConfig,
+    running: std::thread::JoinHandle<Result<Av1Choice, CodecError>>,
+}
+
+impl EncoderTrial {
+    /// Starts the trial; `None` when `codec` has nothing slow to run ahead
+    /// (or no thread could be started: the encoder then trials itself).
+    pub fn start(codec: VideoCodec, config: VideoEncoderConfig) -> Option<Self> {
+        if codec != VideoCodec::Av1 {
+            return None;
+        }
+        let running = std::thread::Builder::new()
+            // Counted with the encoders by name (the call bench's CPU parts).
+            .name("encode-trial".into())
+            .spawn(move || {
+                trial_av1(config, Av1Preference::Libaom, AV1_THREADS)
+                    .or_else(|_| trial_av1(config, Av1Preference::Rav1e, AV1_THREADS))
+            })
+            .ok()?;
+        Some(Self {
+            codec,
+            config,
+            running,
+        })
+    }
+
+    /// The choice, if this trial was for this codec at this size and rate
+    /// (waiting for it to finish).
+    fn choice_for(self, codec: VideoCodec, config: VideoEncoderConfig) -> Option<Av1Choice> {
+        let same = self.codec == codec
+            && (self.config.width, self.config.height, self.config.fps)
+                == (config.width, config.height, config.fps);
+        if !same {
+            return None;
+        }
+        self.running.join().ok()?.ok()
+    }
+}
+
+/// [`video_encoder`], taking a trial's choice when one was run ahead for
+/// this codec and config.
+pub fn video_encoder_after(
+    trial: Option<EncoderTrial>,
+    codec: VideoCodec,
+    config: VideoEncoderConfig,
+) -> Result<Box<dyn VideoEncoder>, CodecError> {
+    match trial.and_then(|trial| trial.choice_for(codec, config)) {
+        Some(choice) => make_av1_encoder(choice, config, AV1_THREADS),
+        None => video_encoder(codec, config),
+    }
+}
 
 /// A real-time encoder for `codec`. For AV1 this runs a short timed trial
 /// (see [`choose_av1_encoder`]), so call it off any thread that must not
@@ -84,6 +146,54 @@ mod tests {
         VideoCodec::H264,
     ];
     const AUDIO: [AudioCodec; 3] = [AudioCodec::Opus, AudioCodec::Pcmu, AudioCodec::Pcma];
+
+    const SMALL: VideoEncoderConfig = VideoEncoderConfig {
+        width: 320,
+        height: 180,
+        fps: 30,
+        bitrate_bps: 300_000,
+    };
+
+    #[test]
+    fn only_av1_has_a_trial_to_run_ahead() {
+        for codec in [VideoCodec::Vp9, VideoCodec::Vp8, VideoCodec::H264] {
+            assert!(EncoderTrial::start(codec, SMALL).is_none());
+        }
+        assert!(EncoderTrial::start(VideoCodec::Av1, SMALL).is_some());
+    }
+
+    #[test]
+    fn a_trial_run_ahead_gives_its_choice_to_the_encoder_of_that_config() {
+        let trial = EncoderTrial::start(VideoCodec::Av1, SMALL).expect("a trial thread");
+        let choice = trial
+            .choice_for(VideoCodec::Av1, SMALL)
+            .expect("a 320x180 AV1 encoder keeps up");
+        assert!(choice.width <= SMALL.width && choice.height <= SMALL.height);
+        let encoder = video_encoder_after(
+            EncoderTrial::start(VideoCodec::Av1, SMALL),
+            VideoCodec::Av1,
+            VideoEncoderConfig {
+                bitrate_bps: 500_000,
+                ..SMALL
+            },
+        )
+        .expect("an AV1 encoder");
+        assert_eq!(encoder.codec(), VideoCodec::Av1);
+        assert_eq!(encoder.config().bitrate_bps, 500_000);
+    }
+
+    #[test]
+    fn a_trial_for_another_size_is_not_taken() {
+        let trial = EncoderTrial::start(VideoCodec::Av1, SMALL).expect("a trial thread");
+        let larger = VideoEncoderConfig {
+            width: 640,
+            height: 360,
+            ..SMALL
+        };
+        assert_eq!(trial.choice_for(VideoCodec::Av1, larger), None);
+        let trial = EncoderTrial::start(VideoCodec::Av1, SMALL).expect("a trial thread");
+        assert_eq!(trial.choice_for(VideoCodec::Vp8, SMALL), None);
+    }
 
     #[test]
     fn every_video_codec_has_an_encoder_and_a_decoder() {

@@ -48,32 +48,44 @@ fn ladder(width: u32, height: u32) -> Vec<(u32, u32)> {
     sizes
 }
 
-/// An AV1 encoder for `config` that keeps up at `config.fps`, possibly at a
-/// smaller size (see its `config()`); `threads` is the encoder's thread count.
-pub fn choose_av1_encoder(
+/// What a trial picked: the encoder and the size it keeps up at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Av1Choice {
+    pub kind: Av1Preference,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A fresh encoder of the chosen kind and size, at `config`'s bitrate and
+/// rate; `threads` is the encoder's thread count.
+pub fn make_av1_encoder(
+    choice: Av1Choice,
+    config: VideoEncoderConfig,
+    threads: usize,
+) -> Result<Box<dyn VideoEncoder>, CodecError> {
+    let sized = VideoEncoderConfig {
+        width: choice.width,
+        height: choice.height,
+        ..config
+    };
+    Ok(match choice.kind {
+        Av1Preference::Libaom => Box::new(AomEncoder::new(
+            sized,
+            DEFAULT_CPU_USED,
+            u32::try_from(threads).unwrap_or(2),
+        )?),
+        _ => Box::new(Rav1eEncoder::new(sized, DEFAULT_SPEED, threads)?),
+    })
+}
+
+/// Times trial encodes to find an AV1 encoder and size that keep up at
+/// `config.fps` on this machine (see [`choose_av1_encoder`]).
+pub fn trial_av1(
     config: VideoEncoderConfig,
     preference: Av1Preference,
     threads: usize,
-) -> Result<Box<dyn VideoEncoder>, CodecError> {
+) -> Result<Av1Choice, CodecError> {
     let budget_ms = 1000.0 / f64::from(config.fps.max(1)) * BUDGET_SHARE;
-    let make = |kind: Av1Preference,
-                width: u32,
-                height: u32|
-     -> Result<Box<dyn VideoEncoder>, CodecError> {
-        let sized = VideoEncoderConfig {
-            width,
-            height,
-            ..config
-        };
-        Ok(match kind {
-            Av1Preference::Libaom => Box::new(AomEncoder::new(
-                sized,
-                DEFAULT_CPU_USED,
-                u32::try_from(threads).unwrap_or(2),
-            )?),
-            _ => Box::new(Rav1eEncoder::new(sized, DEFAULT_SPEED, threads)?),
-        })
-    };
     let candidates: &[Av1Preference] = match preference {
         Av1Preference::Auto => &[Av1Preference::Rav1e, Av1Preference::Libaom],
         Av1Preference::Rav1e => &[Av1Preference::Rav1e],
@@ -82,26 +94,45 @@ pub fn choose_av1_encoder(
     let mut slowest_fallback = None;
     for (width, height) in ladder(config.width, config.height) {
         for kind in candidates {
-            let mut trial = make(*kind, width, height)?;
+            let choice = Av1Choice {
+                kind: *kind,
+                width,
+                height,
+            };
+            let mut trial = make_av1_encoder(choice, config, threads)?;
             let ms = trial_ms_per_frame(&mut *trial)?;
             tracing::debug!(?kind, width, height, ms, budget_ms, "AV1 encoder trial");
             if ms <= budget_ms {
                 tracing::info!(?kind, width, height, ms, "AV1 encoder chosen");
-                // A fresh encoder, so the call starts on a keyframe of its own.
-                return make(*kind, width, height);
+                return Ok(choice);
             }
-            slowest_fallback = Some((*kind, width, height));
+            slowest_fallback = Some(choice);
         }
     }
     // Nothing keeps up (a very busy machine): the smallest size of the last
     // candidate tried is the best there is.
-    let (kind, width, height) =
-        slowest_fallback.unwrap_or((Av1Preference::Libaom, config.width, config.height));
+    let choice = slowest_fallback.unwrap_or(Av1Choice {
+        kind: Av1Preference::Libaom,
+        width: config.width,
+        height: config.height,
+    });
     tracing::warn!(
-        ?kind,
-        width,
-        height,
+        kind = ?choice.kind,
+        width = choice.width,
+        height = choice.height,
         "no AV1 encoder keeps up; using the smallest size"
     );
-    make(kind, width, height)
+    Ok(choice)
+}
+
+/// An AV1 encoder for `config` that keeps up at `config.fps`, possibly at a
+/// smaller size (see its `config()`); `threads` is the encoder's thread count.
+/// A fresh encoder after the trials, so the call starts on a keyframe of its
+/// own.
+pub fn choose_av1_encoder(
+    config: VideoEncoderConfig,
+    preference: Av1Preference,
+    threads: usize,
+) -> Result<Box<dyn VideoEncoder>, CodecError> {
+    make_av1_encoder(trial_av1(config, preference, threads)?, config, threads)
 }
