@@ -220,6 +220,15 @@ fn build_release(packages: &[&str]) -> anyhow::Result<()> {
     step("build release binaries", &mut command)
 }
 
+/// One of kith-e2e's benchmarks, which start the release `binaries`.
+fn e2e_bench(name: &str, binaries: &[&str]) -> anyhow::Result<()> {
+    build_release(binaries)?;
+    step(
+        &format!("{name} benchmark"),
+        cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", name]),
+    )
+}
+
 fn bench(names: &[String]) -> anyhow::Result<()> {
     const KNOWN: [&str; 6] = ["signaling", "media", "call", "network", "app", "soak"];
     // The soak takes an hour: only when asked for by name.
@@ -262,33 +271,11 @@ fn bench(names: &[String]) -> anyhow::Result<()> {
             "app" => {
                 ensure_tauri_driver()?;
                 ui(UiCheck::BuildOnly)?;
-                build_release(&["kith-desktop", "kith-cli", "signaling-dev"])?;
-                step(
-                    "app benchmark",
-                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "app"]),
-                )?;
+                e2e_bench("app", &["kith-desktop", "kith-cli", "signaling-dev"])?;
             }
-            "call" => {
-                build_release(&["kith-cli", "signaling-dev"])?;
-                step(
-                    "call benchmark",
-                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "call"]),
-                )?;
-            }
-            "network" => {
-                build_release(&["kith-cli", "signaling-dev", "kith-e2e"])?;
-                step(
-                    "network benchmark",
-                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "network"]),
-                )?;
-            }
-            "soak" => {
-                build_release(&["kith-cli", "signaling-dev"])?;
-                step(
-                    "soak benchmark",
-                    cargo().args(["bench", "--locked", "-p", "kith-e2e", "--bench", "soak"]),
-                )?;
-            }
+            "call" => e2e_bench("call", &["kith-cli", "signaling-dev"])?,
+            "network" => e2e_bench("network", &["kith-cli", "signaling-dev", "kith-e2e"])?,
+            "soak" => e2e_bench("soak", &["kith-cli", "signaling-dev"])?,
             other => bail!("unknown benchmark {other:?}; known: {}", KNOWN.join(", ")),
         }
     }
