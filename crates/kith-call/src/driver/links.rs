@@ -148,9 +148,8 @@ impl Driver {
                 }
                 match Sdp::new(answer.sdp) {
                     Ok(sdp) => self.fact(id, PeerFact::LocalDescription(sdp)),
-                    Err(err) => return self.failed(id, "use our answer", err),
+                    Err(err) => self.failed(id, "use our answer", err),
                 }
-                self.start_encoder(id).await;
             }
             PeerOp::AcceptAnswer { sdp } => {
                 let answer = match RTCSessionDescription::answer(sdp.into()) {
@@ -158,9 +157,8 @@ impl Driver {
                     Err(err) => return self.failed(id, "read the remote answer", err),
                 };
                 if let Err(err) = pc.set_remote_description(answer).await {
-                    return self.failed(id, "apply the remote answer", err);
+                    self.failed(id, "apply the remote answer", err);
                 }
-                self.start_encoder(id).await;
             }
             PeerOp::AddCandidate(candidate) => {
                 if let Err(err) = pc.add_ice_candidate(candidate_from_wire(&candidate)).await {
@@ -268,31 +266,6 @@ impl Driver {
         );
         info!(parent: &span, offerer, "peer connection created");
         self.links.insert(id, link);
-    }
-
-    /// Starts the negotiated video codec's encoder once the codec is known,
-    /// while ICE and DTLS are still connecting, so that the first keyframe
-    /// for this peer comes from a running encoder: started only when the
-    /// connection was up, its start-up (and the AV1 choice's trial encodes)
-    /// came before every call's first frame. Its frames go nowhere until
-    /// `start_sending`.
-    async fn start_encoder(&mut self, id: LinkId) {
-        let Some(link) = self.links.get(&id) else {
-            return;
-        };
-        let pc = Arc::clone(&link.pc);
-        if self.video.is_none() {
-            return;
-        }
-        let Some((mime, _)) = connection::negotiated_send_codec(&pc, RtpCodecKind::Video).await
-        else {
-            return;
-        };
-        if let (Some(codec), Some(video)) = (connection::video_codec_of(&mime), &self.video) {
-            drop(subscribe(&mut self.video_units, codec, |tx| {
-                video.add_codec(codec, tx)
-            }));
-        }
     }
 
     /// Feeds the negotiated codecs' encoded units to this connection (one
