@@ -42,7 +42,11 @@ fn assert_media_flowed(report: &serde_json::Value, from: &str, codec: &str, audi
     // The steps to the first frame come in their order.
     let steps: Vec<u64> = ["ice_ms", "connect_ms", "first_packet_ms", "first_frame_ms"]
         .iter()
-        .map(|step| peer[*step].as_u64().unwrap_or_else(|| panic!("no {step}: {report:#}")))
+        .map(|step| {
+            peer[*step]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {step}: {report:#}"))
+        })
         .collect();
     assert!(steps.is_sorted(), "{steps:?}: {report:#}");
     // The latency strip was read off decoded frames: real pictures arrived.
