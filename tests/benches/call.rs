@@ -43,7 +43,6 @@ struct Figures {
     g2g_p95_ms: f64,
     fps: f64,
     freezes: f64,
-    cpu_cores: f64,
     cpu: cpu::CpuUse,
 }
 
@@ -66,7 +65,6 @@ impl Figures {
                 .map(|p| get(p, freezes_at))
                 .filter(|f| f.is_finite())
                 .sum(),
-            cpu_cores: cpu.cores,
             cpu,
         }
     }
@@ -430,7 +428,7 @@ async fn main() {
             cell(kith.g2g_p95_ms, chromium.g2g_p95_ms, 0),
             cell(kith.fps, chromium.fps, 1),
             cell(kith.freezes, chromium.freezes, 0),
-            cell(kith.cpu_cores, chromium.cpu_cores, 2),
+            cell(kith.cpu.cores, chromium.cpu.cores, 2),
         );
     }
     if !rows.is_empty() {

@@ -16,7 +16,6 @@
 //! `KITH_SOAK_CODEC` (AV1) shorten or change a run.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kith_e2e::*;
@@ -65,13 +64,6 @@ impl Footprint {
     }
 }
 
-/// Ctrl-C, which kith-cli answers by hanging up and writing its report.
-fn interrupt(process: &Process) {
-    let _ = Command::new("kill")
-        .args(["-INT", &process.pid().to_string()])
-        .status();
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -113,7 +105,7 @@ fn joins_and_leaves(cycles: u32, codec: &str) {
         }
     }
     let cycling = started.elapsed();
-    interrupt(&host);
+    host.interrupt();
     let status = host.wait(PATIENCE);
     let report = report(&scratch.path("host.json"));
     let alive = report["peer_connections_alive"].as_u64();

@@ -191,10 +191,20 @@ impl Process {
 
     /// SIGKILL, as a crash would be.
     pub fn sigkill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.pid().to_string()])
-            .status();
+        self.signal("-KILL");
         let _ = self.child.wait();
+    }
+
+    /// SIGINT, as Ctrl-C: kith-cli hangs up and writes its report. Does
+    /// not wait; `wait` does.
+    pub fn interrupt(&self) {
+        self.signal("-INT");
+    }
+
+    fn signal(&self, which: &str) {
+        let _ = Command::new("kill")
+            .args([which, &self.pid().to_string()])
+            .status();
     }
 }
 

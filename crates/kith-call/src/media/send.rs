@@ -209,7 +209,6 @@ impl VideoSend {
         }))
     }
 
-    /// Starts an encoder for `codec` (once) feeding `units`.
     /// Starts what is slow in starting `codec`'s encoder (the AV1 trial)
     /// now, while the call connects, so the encoder is ready sooner once
     /// `add_codec` comes.
@@ -217,6 +216,7 @@ impl VideoSend {
         let _ = self.control.send(VideoControl::Prepare(codec));
     }
 
+    /// Starts an encoder for `codec` (once) feeding `units`.
     pub fn add_codec(&self, codec: VideoCodec, units: UnitSender) {
         let _ = self.control.send(VideoControl::AddCodec(codec, units));
     }
@@ -427,7 +427,8 @@ fn apply_video_control(
     let find = |encoders: &Vec<RunningEncoder>, codec: VideoCodec| {
         encoders.iter().position(|e| e.codec == codec)
     };
-    let config = VideoEncoderConfig {
+    // What an encoder starts with (the bandwidth estimate moves it later).
+    let config = || VideoEncoderConfig {
         width: settings.width,
         height: settings.height,
         fps: settings.fps,
@@ -436,7 +437,7 @@ fn apply_video_control(
     match command {
         VideoControl::Prepare(codec) => {
             if find(encoders, codec).is_none() && trial.is_none() {
-                *trial = factory::EncoderTrial::start(codec, config);
+                *trial = factory::EncoderTrial::start(codec, config());
             }
         }
         VideoControl::AddCodec(codec, units) => {
@@ -444,6 +445,7 @@ fn apply_video_control(
                 return;
             }
             let trial = trial.take();
+            let config = config();
             // Built on the encoder's own thread: the AV1 choice times trial
             // encodes (or waits for the trial run ahead), and this (the
             // capture) thread must keep delivering.

@@ -2,9 +2,7 @@
 //! decoder, with the implementation and settings calls use, so the call
 //! engine never names a codec library.
 
-use crate::codec::av1::choose::{
-    Av1Choice, Av1Preference, choose_av1_encoder, make_av1_encoder, trial_av1,
-};
+use crate::codec::av1::choose::{Av1Choice, Av1Preference, make_av1_encoder, trial_av1};
 use crate::codec::av1::dav1d_decoder::Dav1dDecoder;
 use crate::codec::g711::{G711Decoder, G711Encoder, G711Law};
 use crate::codec::h264::{H264Decoder, H264Encoder};
@@ -46,10 +44,7 @@ impl EncoderTrial {
         let running = std::thread::Builder::new()
             // Counted with the encoders by name (the call bench's CPU parts).
             .name("encode-trial".into())
-            .spawn(move || {
-                trial_av1(config, Av1Preference::Libaom, AV1_THREADS)
-                    .or_else(|_| trial_av1(config, Av1Preference::Rav1e, AV1_THREADS))
-            })
+            .spawn(move || call_av1_choice(config))
             .ok()?;
         Some(Self {
             codec,
@@ -71,6 +66,15 @@ impl EncoderTrial {
     }
 }
 
+/// The AV1 encoder and size calls use: libaom's real-time mode, whose size
+/// the trial steps down if it is too slow. rav1e holds 4 frames back
+/// (133 ms at 30 fps) and manages 5 fps at 720p here (kith-media's bench),
+/// so calls use it only when libaom cannot start.
+fn call_av1_choice(config: VideoEncoderConfig) -> Result<Av1Choice, CodecError> {
+    trial_av1(config, Av1Preference::Libaom, AV1_THREADS)
+        .or_else(|_| trial_av1(config, Av1Preference::Rav1e, AV1_THREADS))
+}
+
 /// [`video_encoder`], taking a trial's choice when one was run ahead for
 /// this codec and config.
 pub fn video_encoder_after(
@@ -85,18 +89,14 @@ pub fn video_encoder_after(
 }
 
 /// A real-time encoder for `codec`. For AV1 this runs a short timed trial
-/// (see [`choose_av1_encoder`]), so call it off any thread that must not
+/// (see [`trial_av1`]), so call it off any thread that must not
 /// stall.
 pub fn video_encoder(
     codec: VideoCodec,
     config: VideoEncoderConfig,
 ) -> Result<Box<dyn VideoEncoder>, CodecError> {
     Ok(match codec {
-        // libaom's real-time mode: rav1e holds 4 frames back (133 ms at 30 fps) and
-        // manages 5 fps at 720p here (kith-media's bench), so calls use it only when
-        // libaom cannot start. `choose` still steps the size down if libaom is too slow.
-        VideoCodec::Av1 => choose_av1_encoder(config, Av1Preference::Libaom, AV1_THREADS)
-            .or_else(|_| choose_av1_encoder(config, Av1Preference::Rav1e, AV1_THREADS))?,
+        VideoCodec::Av1 => make_av1_encoder(call_av1_choice(config)?, config, AV1_THREADS)?,
         VideoCodec::Vp8 | VideoCodec::Vp9 => Box::new(VpxEncoder::new(
             codec,
             config,
