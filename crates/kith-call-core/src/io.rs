@@ -37,9 +37,13 @@ pub enum Input {
     Peer(LinkId, PeerFact),
     /// The measurements asked for with [`MediaOp::SampleStats`].
     Stats(Vec<(LinkId, LinkSample)>),
-    /// The bandwidth estimate toward each peer, bits/s, asked for with
-    /// [`MediaOp::SampleEstimates`] (links with none yet left out).
-    Estimates(Vec<(LinkId, f64)>),
+    /// The bandwidth estimate toward each peer, bits/s (links with none yet
+    /// left out), and how many bytes of delta frames each codec's encoder
+    /// has produced so far, asked for with [`MediaOp::SampleEstimates`].
+    Estimates {
+        estimates: Vec<(LinkId, f64)>,
+        encoded: Vec<(VideoCodec, u64)>,
+    },
 }
 
 impl From<ServerMessage> for Input {

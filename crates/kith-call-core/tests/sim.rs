@@ -913,9 +913,13 @@ fn the_group_encoder_follows_the_weakest_peer() {
             .enumerate()
             .map(|(n, link)| (*link, if n == 0 { 400_000.0 } else { 3_000_000.0 }))
             .collect();
-        net.client_mut("alice")
-            .core
-            .handle_input(now, kith_call_core::Input::Estimates(estimates));
+        net.client_mut("alice").core.handle_input(
+            now,
+            kith_call_core::Input::Estimates {
+                estimates,
+                encoded: Vec::new(),
+            },
+        );
         net.settle();
     }
     assert_eq!(resolutions(&net, "alice"), vec![(640, 360)]);

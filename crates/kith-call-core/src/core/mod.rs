@@ -270,7 +270,7 @@ impl CallCore {
             Input::Server(message) => self.server_message(now, message),
             Input::Peer(link, fact) => self.peer_fact(now, link, fact),
             Input::Stats(samples) => self.stats(samples),
-            Input::Estimates(estimates) => self.estimates(now, estimates),
+            Input::Estimates { estimates, encoded } => self.estimates(now, estimates, &encoded),
         }
     }
 }

@@ -35,8 +35,14 @@ impl CallCore {
         }
     }
 
-    /// Each encoder follows the weakest estimate among the peers it feeds.
-    pub(super) fn estimates(&mut self, now: Instant, estimates: Vec<(LinkId, f64)>) {
+    /// Each encoder follows the weakest estimate among the peers it feeds,
+    /// its climbs judged by what it `encoded`.
+    pub(super) fn estimates(
+        &mut self,
+        now: Instant,
+        estimates: Vec<(LinkId, f64)>,
+        encoded: &[(VideoCodec, u64)],
+    ) {
         let Some(plan) = self.config.video else {
             return;
         };
@@ -56,6 +62,9 @@ impl CallCore {
                     plan.max_bitrate_bps,
                 )
             });
+            if let Some((_, bytes)) = encoded.iter().find(|(c, _)| *c == codec) {
+                policy.on_encoded(*bytes);
+            }
             let change = policy.on_estimate(now, estimate);
             if let Some(bps) = change.bitrate_bps {
                 self.media(MediaOp::Bitrate(codec, bps));

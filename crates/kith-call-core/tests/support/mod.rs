@@ -377,7 +377,13 @@ impl Net {
                         .keys()
                         .map(|link| (*link, client.estimate_bps))
                         .collect();
-                    client.core.handle_input(now, Input::Estimates(estimates));
+                    client.core.handle_input(
+                        now,
+                        Input::Estimates {
+                            estimates,
+                            encoded: Vec::new(),
+                        },
+                    );
                 }
             }
             Output::Peer(link, op) => self.peer_op(index, link, op),

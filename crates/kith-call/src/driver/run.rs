@@ -259,7 +259,8 @@ impl Driver {
                     .iter()
                     .filter_map(|(id, link)| link.estimate.for_encoder().map(|bps| (*id, bps)))
                     .collect();
-                self.input(Input::Estimates(estimates));
+                let encoded = self.send_counters.delta_bytes();
+                self.input(Input::Estimates { estimates, encoded });
             }
         }
     }

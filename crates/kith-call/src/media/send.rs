@@ -68,6 +68,33 @@ pub struct SendCounters {
     pub video_frames_sent: AtomicU64,
     pub video_bytes_sent: AtomicU64,
     pub audio_packets_sent: AtomicU64,
+    /// Bytes of delta frames by codec, in [`VIDEO_CODECS`] order: what the
+    /// size ladder judges a climb by.
+    delta_bytes: [AtomicU64; VIDEO_CODECS.len()],
+}
+
+const VIDEO_CODECS: [VideoCodec; 4] = [
+    VideoCodec::Av1,
+    VideoCodec::Vp9,
+    VideoCodec::Vp8,
+    VideoCodec::H264,
+];
+
+impl SendCounters {
+    fn count_delta_frame(&self, codec: VideoCodec, bytes: usize) {
+        if let Some(slot) = VIDEO_CODECS.iter().position(|c| *c == codec) {
+            self.delta_bytes[slot].fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes of delta frames each codec has produced so far.
+    pub fn delta_bytes(&self) -> Vec<(VideoCodec, u64)> {
+        VIDEO_CODECS
+            .iter()
+            .zip(&self.delta_bytes)
+            .map(|(codec, bytes)| (*codec, bytes.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// Settings of the outgoing video.
@@ -549,6 +576,9 @@ fn packetize_video(
                     }
                 };
                 counters.video_frames_sent.fetch_add(1, Ordering::Relaxed);
+                if !frame.keyframe {
+                    counters.count_delta_frame(frame.codec, frame.data.len());
+                }
                 counters
                     .video_bytes_sent
                     .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
