@@ -58,6 +58,20 @@ impl KeyframeThrottle {
         }
     }
 
+    /// The encoder of `codec` makes a keyframe of its own accord (it
+    /// starts again at a new size): the requests waiting are served by it,
+    /// and the next requested one is made no sooner than
+    /// [`ENCODER_INTERVAL`] after it. At a cap's onset the receivers' PLIs
+    /// for the loss that preceded each new size's keyframe brought another
+    /// keyframe right behind it: seven keyframes in 1.1 s, each partly
+    /// lost on the full link, each making the repairs of the one before
+    /// useless, and the picture froze until one got through whole.
+    pub fn made(&mut self, now: Instant, codec: VideoCodec) {
+        let window = self.encoders.entry(codec).or_default();
+        window.last = Some(now);
+        window.pending = false;
+    }
+
     /// When a coalesced request is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.encoders
@@ -113,6 +127,24 @@ mod tests {
         let _ = throttle.request(now, LinkId(2), VideoCodec::Vp8);
         let due = throttle.next_due();
         assert!(due.is_none_or(|at| at <= now + ENCODER_INTERVAL));
+    }
+
+    #[test]
+    fn a_keyframe_the_encoder_made_itself_serves_the_requests_around_it() {
+        let mut throttle = KeyframeThrottle::default();
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert!(throttle.request(at(0), LinkId(1), VideoCodec::Vp8));
+        // Asked again inside the window: pending...
+        assert!(!throttle.request(at(100), LinkId(2), VideoCodec::Vp8));
+        // ...and a new size's keyframe serves it.
+        throttle.made(at(200), VideoCodec::Vp8);
+        assert_eq!(throttle.next_due(), None);
+        // A request right after that keyframe waits for the window.
+        assert!(!throttle.request(at(300), LinkId(3), VideoCodec::Vp8));
+        assert_eq!(throttle.next_due(), Some(at(200) + ENCODER_INTERVAL));
+        assert!(throttle.due(at(600)).is_empty());
+        assert_eq!(throttle.due(at(700)), vec![VideoCodec::Vp8]);
     }
 
     #[test]

@@ -54,6 +54,7 @@ mod rtcp_filter;
 mod rtx;
 pub mod signaling;
 pub mod sockets;
+mod superseded;
 #[cfg(test)]
 mod test_packets;
 mod turn_tcp;

@@ -18,6 +18,7 @@ use rtc::shared::marshal::MarshalSize;
 
 use crate::estimator::SharedEstimate;
 use crate::repairs::RepairCounts;
+use crate::superseded::KeyframeMarks;
 
 /// Video is released at least fast enough to empty its queue in this
 /// long. A queue that grows past it (a keyframe at a low estimate, an
@@ -83,6 +84,8 @@ pub struct PriorityPacer {
     shared: SharedEstimate,
     /// Resends counted for the stats.
     repairs: RepairCounts,
+    /// Resends a keyframe sent since has made useless are not sent.
+    keyframes: KeyframeMarks,
 }
 
 /// How often the resend rate is measured for the encoder's budget.
@@ -130,6 +133,8 @@ struct Tally {
     resends_refused: u32,
     /// Resends that waited past [`MAX_RETRANSMISSION_WAIT`] and were dropped.
     resends_stale: u32,
+    /// Resends of packets from before a keyframe sent since, dropped.
+    resends_superseded: u32,
 }
 
 impl Tally {
@@ -148,6 +153,7 @@ impl Tally {
             resends_repeated = self.resends_repeated,
             resends_refused = self.resends_refused,
             resends_stale = self.resends_stale,
+            resends_superseded = self.resends_superseded,
             queued_kbit = (queued_bits / 1000.0) as u64,
             "sent"
         );
@@ -177,6 +183,7 @@ impl Default for PriorityPacer {
             resends: ResendMeter::default(),
             shared: SharedEstimate::default(),
             repairs: RepairCounts::default(),
+            keyframes: KeyframeMarks::default(),
         }
     }
 }
@@ -261,6 +268,18 @@ impl PriorityPacer {
             self.retransmissions.pop_front();
             self.tally.resends_stale += 1;
         }
+    }
+
+    fn drop_superseded_retransmissions(&mut self) {
+        let before = self.retransmissions.len();
+        let mut retransmissions = std::mem::take(&mut self.retransmissions);
+        retransmissions.retain(|packet| {
+            !self
+                .repaired(packet)
+                .is_some_and(|(ssrc, sequence)| self.keyframes.superseded(ssrc, sequence))
+        });
+        self.retransmissions = retransmissions;
+        self.tally.resends_superseded += (before - self.retransmissions.len()) as u32;
     }
 
     fn head(&self) -> Option<&TaggedPacket> {
@@ -366,6 +385,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         if msg.message.has(&Attribute::Retransmission) {
             self.drop_stale_retransmissions(msg.now);
             let repaired = self.repaired(&msg);
+            if repaired.is_some_and(|(ssrc, sequence)| self.keyframes.superseded(ssrc, sequence)) {
+                self.tally.resends_superseded += 1;
+                return Ok(());
+            }
             while self
                 .recent_resends
                 .front()
@@ -415,6 +438,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
                 self.tally.resends_refused += 1;
             }
         } else if self.video.len() < MAX_VIDEO_PACKETS {
+            if self.keyframes.sent(rtp) {
+                self.drop_superseded_retransmissions();
+            }
             self.video_bits += bits_of(&msg);
             let now = msg.now;
             self.video.push_back(msg);
@@ -449,6 +475,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
 
 impl Interceptor for PriorityPacer {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.keyframes
+            .bind(info.ssrc, info.ssrc_rtx, &info.mime_type);
         if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
             self.audio_ssrcs.insert(info.ssrc);
         }
@@ -458,6 +486,7 @@ impl Interceptor for PriorityPacer {
     }
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.keyframes.unbind(info.ssrc, info.ssrc_rtx);
         self.audio_ssrcs.remove(&info.ssrc);
         if let Some(rtx) = info.ssrc_rtx {
             self.rtx_ssrcs.remove(&rtx);
@@ -616,6 +645,32 @@ mod tests {
         }
         let out = drain(&mut pacer, now + Duration::from_millis(100));
         assert_eq!(out.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn a_keyframe_drops_the_resends_it_makes_useless() {
+        let now = Instant::now();
+        let mut pacer = pacer(1_000_000.0);
+        for seq in 0..20 {
+            pacer
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
+                .expect("writes");
+        }
+        drain(&mut pacer, now + Duration::from_secs(1));
+        // Asked for before the keyframe: queued, then dropped by it.
+        pacer.handle_write(resend(now, 3, 0)).expect("writes");
+        // A VP8 keyframe's first packet, for the next frame.
+        let mut keyframe = test_packets::rtp(now, VIDEO, 20, &[0x10, 0x00, 0, 0]);
+        if let Packet::Rtp(rtp) = &mut keyframe.message.packet {
+            rtp.header.timestamp = 3000;
+        }
+        pacer.handle_write(keyframe).expect("writes");
+        // Asked for after it: from before it, refused; from it, sent.
+        pacer.handle_write(resend(now, 5, 1)).expect("writes");
+        pacer.handle_write(resend(now, 20, 2)).expect("writes");
+        let out = drain(&mut pacer, now + Duration::from_secs(2));
+        let resent: Vec<u16> = out.iter().filter(|p| p.0 == RTX).map(|p| p.1).collect();
+        assert_eq!(resent, vec![2], "{out:?}");
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl CallCore {
                     codec = codec.sdp_name(),
                     width, height, estimate, "video size follows the bandwidth estimate"
                 );
+                self.keyframes.made(now, codec);
                 self.media(MediaOp::Resolution(codec, width, height));
             }
         }

@@ -1,8 +1,9 @@
 //! Reassembles video frames from RTP packets: reorders by sequence number,
 //! releases a frame as soon as its last packet (marker bit) is in and every
 //! packet before it is present, and skips past a frame whose packets did not
-//! come back in time (the decoder then asks for a keyframe). What it holds
-//! is bounded in packets and bytes whatever the sender does.
+//! come back in time (the decoder then asks for a keyframe), or at once
+//! when a whole keyframe has come behind it. What it holds is bounded in
+//! packets and bytes whatever the sender does.
 //!
 //! Written by hand because webrtc-rs's `SampleBuilder` releases a frame only
 //! when the *next* frame's first packet has arrived: a whole frame interval
@@ -58,6 +59,10 @@ pub struct FrameAssembler<D: Depacketizer> {
     scanned: Option<Scanned>,
     last_unwrapped: Option<i64>,
     max_wait: Duration,
+    /// Tells a keyframe's first packet (see [`Self::skipping_to_keyframes`]).
+    keyframe_start: Option<fn(&[u8]) -> bool>,
+    /// Buffered packets that start a keyframe.
+    keyframe_heads: BTreeSet<i64>,
 }
 
 impl<D: Depacketizer> FrameAssembler<D> {
@@ -73,7 +78,19 @@ impl<D: Depacketizer> FrameAssembler<D> {
             scanned: None,
             last_unwrapped: None,
             max_wait,
+            keyframe_start: None,
+            keyframe_heads: BTreeSet::new(),
         }
+    }
+
+    /// Frames that wait for a repair are given up as soon as a whole
+    /// keyframe has come behind them: nothing before it is needed any
+    /// more. After a burst of loss (a link capped mid-call) the frames
+    /// behind the hole were given up one `max_wait` after another, and the
+    /// keyframe asked for waited behind them: 1.3-1.6 s of frozen picture.
+    pub fn skipping_to_keyframes(mut self, keyframe_start: fn(&[u8]) -> bool) -> Self {
+        self.keyframe_start = Some(keyframe_start);
+        self
     }
 
     pub fn buffered_packets(&self) -> usize {
@@ -149,6 +166,12 @@ impl<D: Depacketizer> FrameAssembler<D> {
     }
 
     fn insert(&mut self, sequence: i64, now: Instant, packet: rtp::Packet) {
+        if self
+            .keyframe_start
+            .is_some_and(|starts_keyframe| starts_keyframe(&packet.payload))
+        {
+            self.keyframe_heads.insert(sequence);
+        }
         self.bytes += packet.payload.len();
         self.arrivals.insert((now, sequence));
         self.buffer.insert(sequence, (now, packet));
@@ -163,6 +186,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
             self.scanned = None;
         }
         self.arrivals.remove(&(at, sequence));
+        self.keyframe_heads.remove(&sequence);
         self.bytes -= packet.payload.len();
         Some(packet)
     }
@@ -181,6 +205,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
         self.scanned = None;
         self.buffer.clear();
         self.arrivals.clear();
+        self.keyframe_heads.clear();
         self.bytes = 0;
     }
 
@@ -201,6 +226,17 @@ impl<D: Depacketizer> FrameAssembler<D> {
                     self.next = Some(end + 1);
                 }
                 None => {
+                    if let Some(keyframe) = self.whole_keyframe_after(next) {
+                        tracing::debug!(
+                            packets = keyframe - next,
+                            "frames given up: a whole keyframe came behind them"
+                        );
+                        // No gap: the keyframe is the fresh start a gap
+                        // would ask for.
+                        self.remove_below(keyframe);
+                        self.next = Some(keyframe);
+                        continue;
+                    }
                     if self.waited_too_long(next, now) {
                         tracing::debug!(
                             buffered = self.buffer.len(),
@@ -277,6 +313,47 @@ impl<D: Depacketizer> FrameAssembler<D> {
         end
     }
 
+    /// The first keyframe after `next` that is all here. Each buffered
+    /// packet is looked at once at most, however many claim to start a
+    /// keyframe.
+    fn whole_keyframe_after(&self, next: i64) -> Option<i64> {
+        let mut looked_through = next;
+        for head in self.keyframe_heads.range(next + 1..).copied() {
+            if head <= looked_through {
+                continue;
+            }
+            match self.frame_end(head) {
+                Ok(_) => return Some(head),
+                Err(through) => looked_through = through,
+            }
+        }
+        None
+    }
+
+    /// The last sequence number of the frame starting at `start` if all of
+    /// it is here, else how far it runs whole ([`Self::complete_frame`]
+    /// without its memory, for frames other than the next).
+    fn frame_end(&self, start: i64) -> Result<i64, i64> {
+        let Some((_, first)) = self.buffer.get(&start) else {
+            return Err(start);
+        };
+        let timestamp = first.header.timestamp;
+        let mut expected = start;
+        for (seq, (_, packet)) in self.buffer.range(start..) {
+            if *seq != expected || packet.header.timestamp != timestamp {
+                break;
+            }
+            if self
+                .depacketizer
+                .is_partition_tail(packet.header.marker, &packet.payload)
+            {
+                return Ok(*seq);
+            }
+            expected += 1;
+        }
+        Err(expected - 1)
+    }
+
     fn take_frame(&mut self, start: i64, end: i64) -> Option<(Bytes, u32)> {
         let mut frame = BytesMut::new();
         let mut ok = true;
@@ -329,16 +406,21 @@ fn push_gap(out: &mut Vec<Assembled>) {
 mod tests {
     use super::*;
 
-    /// Payload byte 0: 1 starts a frame; the marker bit ends it.
+    /// Payload byte 0: bit 0 starts a frame, bit 1 a keyframe; the marker
+    /// bit ends a frame.
     #[derive(Debug, Default)]
     struct Fake;
+
+    fn starts_keyframe(payload: &[u8]) -> bool {
+        payload.first().is_some_and(|b| b & 2 != 0)
+    }
 
     impl Depacketizer for Fake {
         fn depacketize(&mut self, b: &Bytes) -> Result<Bytes, rtc::shared::error::Error> {
             Ok(b.slice(1..))
         }
         fn is_partition_head(&self, payload: &Bytes) -> bool {
-            payload.first() == Some(&1)
+            payload.first().is_some_and(|b| b & 1 != 0)
         }
         fn is_partition_tail(&self, marker: bool, _payload: &Bytes) -> bool {
             marker
@@ -355,6 +437,12 @@ mod tests {
             },
             payload: Bytes::from(vec![u8::from(head), body]),
         }
+    }
+
+    fn keyframe(seq: u16, ts: u32, marker: bool, body: u8) -> rtp::Packet {
+        let mut packet = packet(seq, ts, true, marker, body);
+        packet.payload = Bytes::from(vec![3, body]);
+        packet
     }
 
     fn frame(rtp_timestamp: u32, bytes: &[u8]) -> Assembled {
@@ -406,6 +494,73 @@ mod tests {
             a.push(later, packet(4, 6000, true, true, 7)),
             vec![Assembled::Gap, frame(3000, &[9]), frame(6000, &[7])]
         );
+    }
+
+    /// A frame missing a packet, a delta frame, then a keyframe: what comes
+    /// out as the keyframe's last packet arrives, with no time passing.
+    fn keyframe_behind_a_hole(skipping: bool) -> Vec<Assembled> {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100));
+        if skipping {
+            a = a.skipping_to_keyframes(starts_keyframe);
+        }
+        let now = Instant::now();
+        a.push(now, packet(1, 0, true, false, 1));
+        // 2 is lost.
+        assert!(a.push(now, packet(3, 3000, true, true, 9)).is_empty());
+        assert!(a.push(now, keyframe(4, 6000, false, 5)).is_empty());
+        a.push(now, packet(5, 6000, false, true, 6))
+    }
+
+    #[test]
+    fn a_whole_keyframe_behind_a_hole_goes_at_once() {
+        assert_eq!(keyframe_behind_a_hole(true), vec![frame(6000, &[5, 6])]);
+        // Without the skip it waited for the lost packet's repair.
+        assert!(keyframe_behind_a_hole(false).is_empty());
+    }
+
+    #[test]
+    fn frames_after_the_skipped_to_keyframe_follow_and_a_late_repair_is_ignored() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100))
+            .skipping_to_keyframes(starts_keyframe);
+        let now = Instant::now();
+        a.push(now, packet(1, 0, true, false, 1));
+        a.push(now, keyframe(3, 3000, true, 5));
+        assert_eq!(
+            a.push(now, packet(4, 6000, true, true, 7)),
+            vec![frame(6000, &[7])]
+        );
+        assert!(a.push(now, packet(2, 0, false, true, 2)).is_empty());
+        assert_eq!(a.buffered_packets(), 0);
+    }
+
+    #[test]
+    fn a_keyframe_missing_a_packet_is_not_skipped_to() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_millis(100))
+            .skipping_to_keyframes(starts_keyframe);
+        let now = Instant::now();
+        a.push(now, packet(1, 0, true, false, 1));
+        // 2 is lost, and so is the keyframe's 4.
+        assert!(a.push(now, keyframe(3, 3000, false, 5)).is_empty());
+        assert!(a.push(now, packet(5, 3000, false, true, 6)).is_empty());
+        assert!(a.push(now, packet(6, 6000, true, true, 7)).is_empty());
+        // Its repair comes: the keyframe goes, and the frame behind it.
+        assert_eq!(
+            a.push(now, packet(4, 3000, false, false, 8)),
+            vec![frame(3000, &[5, 8, 6]), frame(6000, &[7])]
+        );
+    }
+
+    #[test]
+    fn packets_that_all_claim_a_keyframe_and_never_end_stay_bounded() {
+        let mut a = FrameAssembler::new(Fake, Duration::from_secs(60))
+            .skipping_to_keyframes(starts_keyframe);
+        let now = Instant::now();
+        a.push(now, packet(0, 0, true, false, 0));
+        for seq in 2..4000u16 {
+            let out = a.push(now, keyframe(seq, 3000, false, 0));
+            assert!(out.iter().all(|o| *o == Assembled::Gap), "{out:?}");
+            assert_bounded(&a);
+        }
     }
 
     #[test]

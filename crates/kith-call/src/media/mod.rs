@@ -3,6 +3,7 @@
 
 pub mod assembler;
 pub mod keyframe_asks;
+pub mod keyframe_start;
 pub mod mixer;
 pub mod playout;
 pub mod receive;

@@ -27,6 +27,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use crate::counters::{FreezeDetector, ReceiveCounters};
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::keyframe_asks::KeyframeAsks;
+use crate::media::keyframe_start;
 use crate::media::playout::Playout;
 use crate::media::sinks::{AudioLevel, VideoSink};
 use crate::media::vp9_rtp::Vp9Depacketizer;
@@ -90,7 +91,7 @@ pub async fn receive_video(
         VideoCodec::Av1 => {
             pump_video(
                 track,
-                Av1Depacketizer::new(),
+                assembler(Av1Depacketizer::new(), codec),
                 media_ssrc,
                 frames_tx,
                 &mut pli_rx,
@@ -102,7 +103,7 @@ pub async fn receive_video(
         VideoCodec::Vp9 => {
             pump_video(
                 track,
-                Vp9Depacketizer,
+                assembler(Vp9Depacketizer, codec),
                 media_ssrc,
                 frames_tx,
                 &mut pli_rx,
@@ -114,7 +115,7 @@ pub async fn receive_video(
         VideoCodec::Vp8 => {
             pump_video(
                 track,
-                Vp8Packet::default(),
+                assembler(Vp8Packet::default(), codec),
                 media_ssrc,
                 frames_tx,
                 &mut pli_rx,
@@ -126,7 +127,7 @@ pub async fn receive_video(
         VideoCodec::H264 => {
             pump_video(
                 track,
-                H264Packet::default(),
+                assembler(H264Packet::default(), codec),
                 media_ssrc,
                 frames_tx,
                 &mut pli_rx,
@@ -138,16 +139,21 @@ pub async fn receive_video(
     }
 }
 
+/// The frame assembler for `codec`'s packets.
+fn assembler<D: Depacketizer>(depacketizer: D, codec: VideoCodec) -> FrameAssembler<D> {
+    FrameAssembler::new(depacketizer, MAX_PACKET_WAIT)
+        .skipping_to_keyframes(keyframe_start::detector(codec))
+}
+
 async fn pump_video<D: Depacketizer>(
     track: Arc<dyn TrackRemote>,
-    depacketizer: D,
+    mut assembler: FrameAssembler<D>,
     media_ssrc: u32,
     frames: Sender<DecoderInput>,
     pli: &mut mpsc::UnboundedReceiver<()>,
     counters: &ReceiveCounters,
     rtcp: &RtcpSink,
 ) {
-    let mut assembler = FrameAssembler::new(depacketizer, MAX_PACKET_WAIT);
     let mut asks = KeyframeAsks::default();
     // A frame was dropped and the decoder not yet told (the queue was full
     // for the gap too): it is told before the next frame.
