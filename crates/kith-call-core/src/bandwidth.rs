@@ -14,6 +14,7 @@
 //! reads the quantizer for the same purpose; the rate is what every codec
 //! here reports alike.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -50,6 +51,24 @@ const PROBATION_MIN: Duration = Duration::from_millis(500);
 /// 650-870 kbit/s in its first second, and on a 500 kbit/s link that
 /// overshoot froze the picture for 0.9-1.4 s.
 const OVERSHOOT: f64 = 1.4;
+/// A target under this share of its highest in the last [`FALL_WINDOW`]
+/// is a link that shrank under the call (a cap, a congested hop)...
+const SHARP_FALL: f64 = 0.5;
+const FALL_WINDOW: Duration = Duration::from_secs(1);
+/// ...and for this long sizes are chosen for half the target, and none is
+/// climbed to. The estimator's cuts come in steps after such a fall (1.9
+/// Mbit/s, then 690, 380 and 250 kbit/s over 0.7 s at a 500 kbit/s cap),
+/// and each size on the way down was one more keyframe, from an encoder
+/// that overshot its bitrate at the larger size, into a link already full.
+const AFTER_SHARP_FALL: Duration = Duration::from_secs(2);
+/// For this long after a sharp fall the encoder gets half the target, so
+/// that the queue the fall left standing at the bottleneck drains: a
+/// 500 kbit/s link's 200 ms queue, full at the cap's onset, drained at the
+/// 120 kbit/s the estimate left free, and each keyframe sent for the new
+/// size sat 200-250 ms in it, its repairs too (1.0-1.3 s freezes).
+const DRAIN: Duration = Duration::from_secs(1);
+/// Targets remembered for that (estimates come every 100 ms).
+const MAX_RECENT: usize = 64;
 /// How long what a size was seen to need outranks the ladder's figure: a
 /// picture that was hard to encode may become easy.
 const LEARNED_NEED_FOR: Duration = Duration::from_secs(60);
@@ -126,6 +145,12 @@ pub struct BandwidthPolicy {
     encoded: Option<u64>,
     probation: Option<Probation>,
     learned: Option<LearnedNeed>,
+    /// The targets of the last [`FALL_WINDOW`] (at most [`MAX_RECENT`]).
+    recent: VecDeque<(Instant, u32)>,
+    /// Sizes are chosen warily until then (see [`SHARP_FALL`])...
+    wary_until: Option<Instant>,
+    /// ...and the bitrate halved until then (see [`DRAIN`]).
+    drain_until: Option<Instant>,
 }
 
 /// A climb being judged.
@@ -158,6 +183,9 @@ impl BandwidthPolicy {
             encoded: None,
             probation: None,
             learned: None,
+            recent: VecDeque::new(),
+            wary_until: None,
+            drain_until: None,
         }
     }
 
@@ -185,11 +213,21 @@ impl BandwidthPolicy {
             bitrate_bps: None,
             size: None,
         };
-        if target.abs_diff(self.bitrate) * BITRATE_DEADBAND > self.bitrate {
-            self.bitrate = target;
-            change.bitrate_bps = Some(target);
+        let wary = self.wary(now, target);
+        let bitrate = if self.drain_until.is_some_and(|until| now < until) {
+            (target / 2).max(MIN_VIDEO_BPS)
+        } else {
+            target
+        };
+        if bitrate.abs_diff(self.bitrate) * BITRATE_DEADBAND > self.bitrate {
+            self.bitrate = bitrate;
+            change.bitrate_bps = Some(bitrate);
         }
-        let fits = size_for_bitrate(target, self.requested.0, self.requested.1);
+        let fits = size_for_bitrate(
+            if wary { target / 2 } else { target },
+            self.requested.0,
+            self.requested.1,
+        );
         if self
             .last_up
             .is_some_and(|up| now.duration_since(up) >= FAILED_CLIMB)
@@ -219,6 +257,10 @@ impl BandwidthPolicy {
             self.last_up = None;
             self.last_down = Some(now);
             change.size = Some(from);
+            return change;
+        }
+        if wary {
+            self.climb_since = None;
             return change;
         }
         let Some((up, needs)) = next_up(self.size, self.requested) else {
@@ -254,6 +296,26 @@ impl BandwidthPolicy {
             change.size = Some(up);
         }
         change
+    }
+
+    /// Whether sizes are chosen warily at `now`, the target having fallen
+    /// sharply (see [`SHARP_FALL`]).
+    fn wary(&mut self, now: Instant, target: u32) -> bool {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= FALL_WINDOW)
+            || self.recent.len() >= MAX_RECENT
+        {
+            self.recent.pop_front();
+        }
+        let peak = self.recent.iter().map(|(_, target)| *target).max();
+        self.recent.push_back((now, target));
+        if peak.is_some_and(|peak| f64::from(target) < f64::from(peak) * SHARP_FALL) {
+            self.wary_until = Some(now + AFTER_SHARP_FALL);
+            self.drain_until = Some(now + DRAIN);
+        }
+        self.wary_until.is_some_and(|until| now < until)
     }
 
     /// The size to go back to when the climb on probation has failed: its
@@ -507,6 +569,50 @@ mod tests {
         assert_eq!(size, (640, 360), "{sizes:?}");
         // Forgotten 60 s after the failure, then the usual 4 s of clearing.
         assert_eq!(retried - failed, 640, "{sizes:?}");
+    }
+
+    /// 10 s at 2.5 Mbit/s, then the estimator's steps down to a 500 kbit/s
+    /// cap as they were logged, at 100 ms ticks.
+    fn sizes_through_a_cap_onset() -> Vec<(u32, u32)> {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let start = Instant::now();
+        let mut estimates = vec![2_500_000.0; 100];
+        estimates.extend([690_000.0; 3]);
+        estimates.extend([380_000.0; 5]);
+        estimates.extend([250_000.0; 20]);
+        estimates
+            .iter()
+            .enumerate()
+            .filter_map(|(tick, estimate)| {
+                let now = start + Duration::from_millis(100 * tick as u64);
+                policy.on_estimate(now, *estimate).size
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sharp_fall_goes_down_in_fewer_steps() {
+        // Each step is a keyframe; 960x540 is skipped.
+        assert_eq!(sizes_through_a_cap_onset(), vec![(640, 360), (320, 180)]);
+    }
+
+    #[test]
+    fn no_climb_soon_after_a_sharp_fall() {
+        let mut policy = BandwidthPolicy::new((1280, 720), 2_500_000, 4_000_000);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // At 320x180 for a long while, then a fall that needs no step down.
+        for tick in 0..200 {
+            policy.on_estimate(at(tick * 100), 200_000.0);
+        }
+        let _ = policy.on_estimate(at(20_000), 900_000.0);
+        assert_eq!(policy.on_estimate(at(20_100), 400_000.0).size, None);
+        // Enough for 640x360 from then on, but not before the wary 2 s are
+        // over and the usual 4 s of clearing the rung have passed.
+        let climbed = (201..400)
+            .find(|tick| policy.on_estimate(at(tick * 100), 500_000.0).size.is_some())
+            .map(|tick| tick * 100);
+        assert_eq!(climbed, Some(20_100 + 2_000 + 4_000));
     }
 
     #[test]
