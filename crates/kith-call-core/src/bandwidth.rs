@@ -14,10 +14,11 @@
 //! reads the quantizer for the same purpose; the rate is what every codec
 //! here reports alike.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
+
+use crate::sharp_fall::FallWatch;
 
 /// The lowest bitrate the encoder is asked for.
 pub const MIN_VIDEO_BPS: u32 = 150_000;
@@ -51,15 +52,14 @@ const PROBATION_MIN: Duration = Duration::from_millis(500);
 /// 650-870 kbit/s in its first second, and on a 500 kbit/s link that
 /// overshoot froze the picture for 0.9-1.4 s.
 const OVERSHOOT: f64 = 1.4;
-/// A target under this share of its highest in the last [`FALL_WINDOW`]
-/// is a link that shrank under the call (a cap, a congested hop)...
-const SHARP_FALL: f64 = 0.5;
-const FALL_WINDOW: Duration = Duration::from_secs(1);
-/// ...and for this long sizes are chosen for half the target, and none is
-/// climbed to. The estimator's cuts come in steps after such a fall (1.9
-/// Mbit/s, then 690, 380 and 250 kbit/s over 0.7 s at a 500 kbit/s cap),
-/// and each size on the way down was one more keyframe, from an encoder
-/// that overshot its bitrate at the larger size, into a link already full.
+/// For this long after a sharp fall of the target (see [`FallWatch`])
+/// sizes are chosen for a quarter of the target, and none is climbed to.
+/// The estimator's cuts come in steps after such a fall (1.9 Mbit/s, then
+/// 690, 380 and 250 kbit/s over 0.7 s at a 500 kbit/s cap), and each size
+/// on the way down was one more keyframe, from an encoder that overshot
+/// its bitrate at the larger size, into a link already full. With sizes
+/// for half the target, the step from 640x360 to 320x180 0.2 s after the
+/// first still cost a second freeze of 0.4 s.
 const AFTER_SHARP_FALL: Duration = Duration::from_secs(2);
 /// For this long after a sharp fall the encoder gets half the target, so
 /// that the queue the fall left standing at the bottleneck drains: a
@@ -67,8 +67,6 @@ const AFTER_SHARP_FALL: Duration = Duration::from_secs(2);
 /// 120 kbit/s the estimate left free, and each keyframe sent for the new
 /// size sat 200-250 ms in it, its repairs too (1.0-1.3 s freezes).
 const DRAIN: Duration = Duration::from_secs(1);
-/// Targets remembered for that (estimates come every 100 ms).
-const MAX_RECENT: usize = 64;
 /// How long what a size was seen to need outranks the ladder's figure: a
 /// picture that was hard to encode may become easy.
 const LEARNED_NEED_FOR: Duration = Duration::from_secs(60);
@@ -145,9 +143,8 @@ pub struct BandwidthPolicy {
     encoded: Option<u64>,
     probation: Option<Probation>,
     learned: Option<LearnedNeed>,
-    /// The targets of the last [`FALL_WINDOW`] (at most [`MAX_RECENT`]).
-    recent: VecDeque<(Instant, u32)>,
-    /// Sizes are chosen warily until then (see [`SHARP_FALL`])...
+    fall: FallWatch,
+    /// Sizes are chosen warily until then (see [`AFTER_SHARP_FALL`])...
     wary_until: Option<Instant>,
     /// ...and the bitrate halved until then (see [`DRAIN`]).
     drain_until: Option<Instant>,
@@ -183,7 +180,7 @@ impl BandwidthPolicy {
             encoded: None,
             probation: None,
             learned: None,
-            recent: VecDeque::new(),
+            fall: FallWatch::default(),
             wary_until: None,
             drain_until: None,
         }
@@ -224,7 +221,7 @@ impl BandwidthPolicy {
             change.bitrate_bps = Some(bitrate);
         }
         let fits = size_for_bitrate(
-            if wary { target / 2 } else { target },
+            if wary { target / 4 } else { target },
             self.requested.0,
             self.requested.1,
         );
@@ -299,19 +296,13 @@ impl BandwidthPolicy {
     }
 
     /// Whether sizes are chosen warily at `now`, the target having fallen
-    /// sharply (see [`SHARP_FALL`]).
+    /// sharply.
     fn wary(&mut self, now: Instant, target: u32) -> bool {
-        while self
-            .recent
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= FALL_WINDOW)
-            || self.recent.len() >= MAX_RECENT
-        {
-            self.recent.pop_front();
-        }
-        let peak = self.recent.iter().map(|(_, target)| *target).max();
-        self.recent.push_back((now, target));
-        if peak.is_some_and(|peak| f64::from(target) < f64::from(peak) * SHARP_FALL) {
+        if self.fall.fell(now, f64::from(target)) {
+            debug!(
+                target,
+                "a sharp fall: sizes chosen warily, the bitrate halved a while"
+            );
             self.wary_until = Some(now + AFTER_SHARP_FALL);
             self.drain_until = Some(now + DRAIN);
         }
@@ -591,9 +582,9 @@ mod tests {
     }
 
     #[test]
-    fn a_sharp_fall_goes_down_in_fewer_steps() {
-        // Each step is a keyframe; 960x540 is skipped.
-        assert_eq!(sizes_through_a_cap_onset(), vec![(640, 360), (320, 180)]);
+    fn a_sharp_fall_goes_down_in_one_step() {
+        // Each step is a keyframe: straight to what the last cut suits.
+        assert_eq!(sizes_through_a_cap_onset(), vec![(320, 180)]);
     }
 
     #[test]

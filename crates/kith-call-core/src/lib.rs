@@ -25,6 +25,7 @@ pub mod link;
 pub mod negotiation;
 mod orphans;
 pub mod ringing;
+pub mod sharp_fall;
 pub mod snapshot;
 pub mod stats;
 

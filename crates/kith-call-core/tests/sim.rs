@@ -860,7 +860,7 @@ fn a_see_sawing_estimate_does_not_make_the_size_ladder_oscillate() {
     }
     // Down once for 600 kbit/s, once more when the first fall from
     // 2.5 Mbit/s is met warily (each later fall too), and never back up.
-    assert_eq!(resolutions(&net, "alice"), vec![(960, 540), (640, 360)]);
+    assert_eq!(resolutions(&net, "alice"), vec![(960, 540), (320, 180)]);
 }
 
 #[test]
@@ -895,8 +895,8 @@ fn a_collapsing_estimate_reaches_the_encoder_within_a_fifth_of_a_second() {
             .any(|op| matches!(op, MediaOp::Bitrate(_, bps) if *bps < 400_000)),
         "{told:?}"
     );
-    // A fall this sharp is met warily: the size for half the target
-    // (640x360 would suit 400 kbit/s once the link has settled).
+    // A fall this sharp is met warily: the size for a quarter of the
+    // target (640x360 would suit 400 kbit/s once the link has settled).
     assert!(
         told.iter()
             .any(|op| matches!(op, MediaOp::Resolution(_, 320, 180))),

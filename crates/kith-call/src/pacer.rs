@@ -19,6 +19,7 @@ use rtc::shared::marshal::MarshalSize;
 use crate::estimator::SharedEstimate;
 use crate::repairs::RepairCounts;
 use crate::superseded::KeyframeMarks;
+use kith_call_core::sharp_fall::FallWatch;
 
 /// Video is released at least fast enough to empty its queue in this
 /// long. A queue that grows past it (a keyframe at a low estimate, an
@@ -58,6 +59,18 @@ const START_BPS: f64 = 1_000_000.0;
 const MIN_WAIT: Duration = Duration::from_micros(1);
 /// A queue past its deadline is drained over this long, not at once.
 const MIN_DRAIN_TIME: Duration = Duration::from_millis(20);
+/// After a sharp fall of the target (a cap, a congested hop) video waits
+/// this long, audio and resends not: the queue the link had built before
+/// the fall was seen drains meanwhile (a 500 kbit/s link's 200 ms one
+/// nearly empties), and the keyframe for the new size, which drops the
+/// frames queued before it, then finds room. Sent at once, into that full
+/// queue, the keyframe lost a packet, waited a round trip for its repair
+/// behind it, and the picture froze for over a second.
+const VIDEO_HOLD: Duration = Duration::from_millis(200);
+/// One hold per fall: the estimator's cuts after it come in steps over
+/// the next second, and a second hold, once the picture had resumed, was
+/// a second freeze.
+const HOLD_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 pub struct PriorityPacer {
     bucket: Pacer,
@@ -86,6 +99,10 @@ pub struct PriorityPacer {
     repairs: RepairCounts,
     /// Resends a keyframe sent since has made useless are not sent.
     keyframes: KeyframeMarks,
+    fall: FallWatch,
+    /// No video leaves before then (see [`VIDEO_HOLD`]).
+    hold_video_until: Option<Instant>,
+    last_hold: Option<Instant>,
 }
 
 /// How often the resend rate is measured for the encoder's budget.
@@ -135,6 +152,8 @@ struct Tally {
     resends_stale: u32,
     /// Resends of packets from before a keyframe sent since, dropped.
     resends_superseded: u32,
+    /// Video packets queued before a keyframe, dropped.
+    video_superseded: u32,
 }
 
 impl Tally {
@@ -154,6 +173,7 @@ impl Tally {
             resends_refused = self.resends_refused,
             resends_stale = self.resends_stale,
             resends_superseded = self.resends_superseded,
+            video_superseded = self.video_superseded,
             queued_kbit = (queued_bits / 1000.0) as u64,
             "sent"
         );
@@ -184,6 +204,9 @@ impl Default for PriorityPacer {
             shared: SharedEstimate::default(),
             repairs: RepairCounts::default(),
             keyframes: KeyframeMarks::default(),
+            fall: FallWatch::default(),
+            hold_video_until: None,
+            last_hold: None,
         }
     }
 }
@@ -282,11 +305,38 @@ impl PriorityPacer {
         self.tally.resends_superseded += (before - self.retransmissions.len()) as u32;
     }
 
+    /// Video of `ssrc` still queued when its keyframe comes: the receiver
+    /// needs none of it once the keyframe is there, and it would only
+    /// delay it.
+    fn drop_video_before_keyframe(&mut self, ssrc: u32) {
+        let before = self.video.len();
+        let mut dropped_bits = 0.0;
+        self.video.retain(|packet| {
+            let stale =
+                matches!(&packet.message.packet, Packet::Rtp(rtp) if rtp.header.ssrc == ssrc);
+            if stale {
+                dropped_bits += bits_of(packet);
+            }
+            !stale
+        });
+        self.video_bits = (self.video_bits - dropped_bits).max(0.0);
+        self.tally.video_superseded += (before - self.video.len()) as u32;
+    }
+
+    /// What leaves next: resends, then video unless it is held.
     fn head(&self) -> Option<&TaggedPacket> {
-        self.retransmissions.front().or_else(|| self.video.front())
+        self.retransmissions.front().or_else(|| {
+            self.hold_video_until
+                .is_none()
+                .then(|| self.video.front())
+                .flatten()
+        })
     }
 
     fn release(&mut self, now: Instant) {
+        if self.hold_video_until.is_some_and(|until| now >= until) {
+            self.hold_video_until = None;
+        }
         self.bucket.refill(now);
         self.drop_stale_retransmissions(now);
         self.set_rate(now);
@@ -353,6 +403,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             })
         {
             self.target_bps = bits_per_second.max(0.0);
+            if self.fall.fell(msg.now, self.target_bps)
+                && self
+                    .last_hold
+                    .is_none_or(|at| msg.now.saturating_duration_since(at) >= HOLD_AGAIN_AFTER)
+            {
+                tracing::debug!(
+                    target_bps = self.target_bps as u64,
+                    "a sharp fall: video held"
+                );
+                self.hold_video_until = Some(msg.now + VIDEO_HOLD);
+                self.last_hold = Some(msg.now);
+            }
             self.retransmission_budget.refill(msg.now);
             self.retransmission_budget
                 .set_target_bitrate(retransmission_rate(self.target_bps));
@@ -440,6 +502,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         } else if self.video.len() < MAX_VIDEO_PACKETS {
             if self.keyframes.sent(rtp) {
                 self.drop_superseded_retransmissions();
+                self.drop_video_before_keyframe(rtp.header.ssrc);
             }
             self.video_bits += bits_of(&msg);
             let now = msg.now;
@@ -461,6 +524,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
+        if let Some(until) = self.hold_video_until
+            && self.retransmissions.is_empty()
+            && !self.video.is_empty()
+        {
+            return Some(until);
+        }
         // When the head can afford to go: always after the last refill, so
         // the chain never spins on a deadline already passed.
         let needed = self.needed(bits_of(self.head()?));
@@ -671,6 +740,71 @@ mod tests {
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         let resent: Vec<u16> = out.iter().filter(|p| p.0 == RTX).map(|p| p.1).collect();
         assert_eq!(resent, vec![2], "{out:?}");
+    }
+
+    fn set_target(pacer: &mut PriorityPacer, now: Instant, bits_per_second: f64) {
+        let mut estimate = AttributedPacket::new(Packet::Rtcp(Vec::new()));
+        estimate.add(Attribute::TargetBitrateChanged { bits_per_second });
+        pacer
+            .handle_read(TaggedPacket {
+                now,
+                transport: TransportContext::default(),
+                message: estimate,
+            })
+            .expect("reads");
+        pacer.poll_read();
+    }
+
+    #[test]
+    fn after_a_sharp_fall_video_waits_a_moment_and_audio_does_not() {
+        let now = Instant::now();
+        let mut pacer = pacer(4_000_000.0);
+        set_target(&mut pacer, now, 1_000_000.0);
+        for seq in 0..5 {
+            pacer
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
+                .expect("writes");
+        }
+        pacer
+            .handle_write(test_packets::rtp(now, AUDIO, 7, &[0; 80]))
+            .expect("writes");
+        let held = drain(&mut pacer, now + VIDEO_HOLD - Duration::from_millis(1));
+        assert_eq!(held, vec![(AUDIO, 7, now)]);
+        let after = drain(&mut pacer, now + VIDEO_HOLD + Duration::from_millis(50));
+        assert_eq!(after.len(), 5, "{after:?}");
+        // A further fall soon after is not held again.
+        let soon = now + Duration::from_millis(500);
+        set_target(&mut pacer, soon, 400_000.0);
+        pacer
+            .handle_write(test_packets::rtp(soon, VIDEO, 5, &[0; 1200]))
+            .expect("writes");
+        assert_eq!(drain(&mut pacer, soon).len(), 1);
+        // A gentler fall holds nothing.
+        let later = now + Duration::from_secs(5);
+        set_target(&mut pacer, later, 300_000.0);
+        pacer
+            .handle_write(test_packets::rtp(later, VIDEO, 6, &[0; 1200]))
+            .expect("writes");
+        assert_eq!(drain(&mut pacer, later).len(), 1);
+    }
+
+    #[test]
+    fn a_keyframe_drops_the_video_queued_before_it() {
+        let now = Instant::now();
+        let mut pacer = pacer(100_000.0);
+        for seq in 0..20 {
+            pacer
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
+                .expect("writes");
+        }
+        let mut keyframe = test_packets::rtp(now, VIDEO, 20, &[0x10, 0x00, 0, 0]);
+        if let Packet::Rtp(rtp) = &mut keyframe.message.packet {
+            rtp.header.timestamp = 3000;
+        }
+        pacer.handle_write(keyframe).expect("writes");
+        let out = drain(&mut pacer, now + Duration::from_secs(2));
+        let sent: Vec<u16> = out.iter().map(|p| p.1).collect();
+        assert_eq!(sent, vec![20]);
     }
 
     #[test]
