@@ -591,19 +591,25 @@ mod tests {
             mime_type: "video/VP8".to_owned(),
             ..Default::default()
         });
-        let mut estimate = AttributedPacket::new(Packet::Rtcp(Vec::new()));
-        estimate.add(Attribute::TargetBitrateChanged {
-            bits_per_second: target_bps,
-        });
+        set_target(&mut pacer, Instant::now(), target_bps);
         pacer
-            .handle_read(TaggedPacket {
-                now: Instant::now(),
-                transport: TransportContext::default(),
-                message: estimate,
-            })
-            .expect("reads");
-        pacer.poll_read();
-        pacer
+    }
+
+    fn queue_video(pacer: &mut PriorityPacer, now: Instant, seqs: std::ops::Range<u16>) {
+        for seq in seqs {
+            pacer
+                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
+                .expect("writes");
+        }
+    }
+
+    /// The first packet of a VP8 keyframe, a frame after those at 0.
+    fn vp8_keyframe(now: Instant, seq: u16) -> TaggedPacket {
+        let mut keyframe = test_packets::rtp(now, VIDEO, seq, &[0x10, 0x00, 0, 0]);
+        if let Packet::Rtp(rtp) = &mut keyframe.message.packet {
+            rtp.header.timestamp = 3000;
+        }
+        keyframe
     }
 
     fn resend(now: Instant, repaired_seq: u16, rtx_seq: u16) -> TaggedPacket {
@@ -634,11 +640,7 @@ mod tests {
     fn audio_goes_at_once_past_a_queue_of_video() {
         let now = Instant::now();
         let mut pacer = pacer(300_000.0);
-        for seq in 0..50 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..50);
         pacer
             .handle_write(test_packets::rtp(now, AUDIO, 7, &[0; 80]))
             .expect("writes");
@@ -651,11 +653,7 @@ mod tests {
     fn a_retransmission_overtakes_queued_video() {
         let now = Instant::now();
         let mut pacer = pacer(300_000.0);
-        for seq in 0..40 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..40);
         drain(&mut pacer, now);
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
         let next = drain(&mut pacer, now + Duration::from_secs(1));
@@ -666,11 +664,7 @@ mod tests {
     fn a_third_ask_for_a_queued_resend_is_not_sent() {
         let now = Instant::now();
         let mut pacer = pacer(1_000_000.0);
-        for seq in 0..20 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..20);
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
         pacer.handle_write(resend(now, 3, 1)).expect("writes");
         pacer.handle_write(resend(now, 3, 2)).expect("writes");
@@ -720,20 +714,12 @@ mod tests {
     fn a_keyframe_drops_the_resends_it_makes_useless() {
         let now = Instant::now();
         let mut pacer = pacer(1_000_000.0);
-        for seq in 0..20 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..20);
         drain(&mut pacer, now + Duration::from_secs(1));
         // Asked for before the keyframe: queued, then dropped by it.
         pacer.handle_write(resend(now, 3, 0)).expect("writes");
         // A VP8 keyframe's first packet, for the next frame.
-        let mut keyframe = test_packets::rtp(now, VIDEO, 20, &[0x10, 0x00, 0, 0]);
-        if let Packet::Rtp(rtp) = &mut keyframe.message.packet {
-            rtp.header.timestamp = 3000;
-        }
-        pacer.handle_write(keyframe).expect("writes");
+        pacer.handle_write(vp8_keyframe(now, 20)).expect("writes");
         // Asked for after it: from before it, refused; from it, sent.
         pacer.handle_write(resend(now, 5, 1)).expect("writes");
         pacer.handle_write(resend(now, 20, 2)).expect("writes");
@@ -760,11 +746,7 @@ mod tests {
         let now = Instant::now();
         let mut pacer = pacer(4_000_000.0);
         set_target(&mut pacer, now, 1_000_000.0);
-        for seq in 0..5 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..5);
         pacer
             .handle_write(test_packets::rtp(now, AUDIO, 7, &[0; 80]))
             .expect("writes");
@@ -792,16 +774,8 @@ mod tests {
     fn a_keyframe_drops_the_video_queued_before_it() {
         let now = Instant::now();
         let mut pacer = pacer(100_000.0);
-        for seq in 0..20 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
-        let mut keyframe = test_packets::rtp(now, VIDEO, 20, &[0x10, 0x00, 0, 0]);
-        if let Packet::Rtp(rtp) = &mut keyframe.message.packet {
-            rtp.header.timestamp = 3000;
-        }
-        pacer.handle_write(keyframe).expect("writes");
+        queue_video(&mut pacer, now, 0..20);
+        pacer.handle_write(vp8_keyframe(now, 20)).expect("writes");
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         let sent: Vec<u16> = out.iter().map(|p| p.1).collect();
         assert_eq!(sent, vec![20]);
@@ -851,11 +825,7 @@ mod tests {
         let now = Instant::now();
         // 200 packets of 1,212 bytes is ~1.9 Mbit: ~19 s at 100 kbit/s.
         let mut pacer = pacer(100_000.0);
-        for seq in 0..200 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..200);
         let out = drain(&mut pacer, now + Duration::from_secs(30));
         assert_eq!(out.len(), 200);
         let last = out.last().map(|p| p.2).expect("released");
@@ -872,11 +842,7 @@ mod tests {
         // 40 packets of ~9.7 kbit at 1 Mbit/s: 388 kbit, less the bucket's
         // 100 kbit starting burst, is ~290 ms, and under the queue time.
         let mut pacer = pacer(1_000_000.0);
-        for seq in 0..40 {
-            pacer
-                .handle_write(test_packets::rtp(now, VIDEO, seq, &[0; 1200]))
-                .expect("writes");
-        }
+        queue_video(&mut pacer, now, 0..40);
         let out = drain(&mut pacer, now + Duration::from_secs(2));
         assert_eq!(out.len(), 40);
         let span = out[39].2.duration_since(out[0].2);

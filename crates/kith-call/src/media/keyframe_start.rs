@@ -66,9 +66,7 @@ fn vp8(payload: &[u8]) -> bool {
 fn vp9(payload: &[u8]) -> bool {
     const P: u8 = 0x40;
     const B: u8 = 0x08;
-    payload
-        .first()
-        .is_some_and(|first| first & B != 0 && first & P == 0)
+    first_byte_has(payload, B, P)
 }
 
 /// The AV1 aggregation header's N: the first packet of a coded video
@@ -78,9 +76,15 @@ fn vp9(payload: &[u8]) -> bool {
 fn av1(payload: &[u8]) -> bool {
     const Z: u8 = 0x80;
     const N: u8 = 0x08;
+    first_byte_has(payload, N, Z)
+}
+
+/// Whether the payload's first byte has the bits of `set` set and those of
+/// `clear` clear.
+fn first_byte_has(payload: &[u8], set: u8, clear: u8) -> bool {
     payload
         .first()
-        .is_some_and(|first| first & N != 0 && first & Z == 0)
+        .is_some_and(|first| first & set == set && first & clear == 0)
 }
 
 /// RFC 6184: a sequence parameter set, alone or first in a STAP-A. Our
