@@ -238,23 +238,12 @@ impl BandwidthPolicy {
             .last_up
             .is_some_and(|up| now.duration_since(up) < FAILED_CLIMB);
         if area(fits) < area(self.size) {
-            if failed_climb {
-                self.down_hold = (self.down_hold * 2).min(MAX_AFTER_DOWN_HOLD);
-            }
-            self.size = fits;
-            self.climb_since = None;
-            self.last_up = None;
-            self.last_down = Some(now);
-            self.probation = None;
+            self.step_down(now, fits, failed_climb);
             change.size = Some(fits);
             return change;
         }
         if let Some(from) = self.failed_probation(now) {
-            self.down_hold = (self.down_hold * 2).min(MAX_AFTER_DOWN_HOLD);
-            self.size = from;
-            self.climb_since = None;
-            self.last_up = None;
-            self.last_down = Some(now);
+            self.step_down(now, from, true);
             change.size = Some(from);
             return change;
         }
@@ -295,6 +284,19 @@ impl BandwidthPolicy {
             change.size = Some(up);
         }
         change
+    }
+
+    /// Goes down to `size` at `now`; after a climb that failed, the next
+    /// one waits twice as long.
+    fn step_down(&mut self, now: Instant, size: (u32, u32), failed_climb: bool) {
+        if failed_climb {
+            self.down_hold = (self.down_hold * 2).min(MAX_AFTER_DOWN_HOLD);
+        }
+        self.size = size;
+        self.climb_since = None;
+        self.last_up = None;
+        self.last_down = Some(now);
+        self.probation = None;
     }
 
     /// Whether sizes are chosen warily at `now`, the target having fallen

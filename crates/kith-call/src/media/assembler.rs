@@ -278,20 +278,28 @@ impl<D: Depacketizer> FrameAssembler<D> {
     /// The last sequence number of the frame starting at `start`, if all of
     /// it is here.
     fn complete_frame(&mut self, start: i64) -> Option<i64> {
-        let (mut through, timestamp) = match self.scanned {
+        let (through, timestamp) = match self.scanned {
             Some(scanned) if scanned.start == start => (scanned.through, scanned.timestamp),
-            _ => {
-                let (_, first) = self.buffer.get(&start)?;
-                if self
-                    .depacketizer
-                    .is_partition_tail(first.header.marker, &first.payload)
-                {
-                    return Some(start);
-                }
-                (start, first.header.timestamp)
-            }
+            _ => (start - 1, self.buffer.get(&start)?.1.header.timestamp),
         };
-        let mut end = None;
+        match self.scan(through, timestamp) {
+            Ok(end) => Some(end),
+            Err(through) => {
+                self.scanned = Some(Scanned {
+                    start,
+                    through,
+                    timestamp,
+                });
+                None
+            }
+        }
+    }
+
+    /// Scans a frame on past `through` (every packet of it up to there is
+    /// in, with `timestamp`, and none ends it; one before its first packet
+    /// to scan it whole): `Ok` with its last packet if all of it is here,
+    /// else `Err` with how far it now runs whole.
+    fn scan(&self, mut through: i64, timestamp: u32) -> Result<i64, i64> {
         for (seq, (_, packet)) in self.buffer.range(through + 1..) {
             if *seq != through + 1 || packet.header.timestamp != timestamp {
                 break;
@@ -300,17 +308,11 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 .depacketizer
                 .is_partition_tail(packet.header.marker, &packet.payload)
             {
-                end = Some(*seq);
-                break;
+                return Ok(*seq);
             }
             through = *seq;
         }
-        self.scanned = Some(Scanned {
-            start,
-            through,
-            timestamp,
-        });
-        end
+        Err(through)
     }
 
     /// The first keyframe after `next` that is all here. Each buffered
@@ -334,24 +336,10 @@ impl<D: Depacketizer> FrameAssembler<D> {
     /// it is here, else how far it runs whole ([`Self::complete_frame`]
     /// without its memory, for frames other than the next).
     fn frame_end(&self, start: i64) -> Result<i64, i64> {
-        let Some((_, first)) = self.buffer.get(&start) else {
-            return Err(start);
-        };
-        let timestamp = first.header.timestamp;
-        let mut expected = start;
-        for (seq, (_, packet)) in self.buffer.range(start..) {
-            if *seq != expected || packet.header.timestamp != timestamp {
-                break;
-            }
-            if self
-                .depacketizer
-                .is_partition_tail(packet.header.marker, &packet.payload)
-            {
-                return Ok(*seq);
-            }
-            expected += 1;
+        match self.buffer.get(&start) {
+            Some((_, first)) => self.scan(start - 1, first.header.timestamp),
+            None => Err(start),
         }
-        Err(expected - 1)
     }
 
     fn take_frame(&mut self, start: i64, end: i64) -> Option<(Bytes, u32)> {

@@ -110,10 +110,7 @@ mod tests {
     use kith_media::codec::factory::video_encoder;
     use kith_media::video::synthetic::SyntheticCamera;
 
-    use crate::codecs::video_rtp_codec;
-    use crate::media::vp9_rtp::Vp9Payloader;
-
-    const MTU: usize = 1200;
+    use crate::media::send::FramePayloader;
 
     /// The payloads of a keyframe and a delta frame, as the sender sends them.
     fn payloads(codec: VideoCodec) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -131,16 +128,9 @@ mod tests {
             frames.extend(encoder.encode(&picture, false).expect("it encodes"));
         }
         assert!(frames[0].keyframe && !frames[2].keyframe);
-        let mut vp9 = Vp9Payloader::default();
-        let mut payload = |frame: &kith_media::codec::EncodedVideoFrame| -> Vec<Vec<u8>> {
-            let packets = match codec {
-                VideoCodec::Vp9 => vp9.payload(MTU, &frame.data, frame.keyframe, 320, 180),
-                _ => video_rtp_codec(codec)
-                    .payloader()
-                    .expect("a payloader")
-                    .payload(MTU, &frame.data)
-                    .expect("it payloads"),
-            };
+        let mut payloader = FramePayloader::new(codec).expect("a payloader");
+        let mut payload = |frame| -> Vec<Vec<u8>> {
+            let packets = payloader.payload(frame).expect("it payloads");
             packets.iter().map(|p| p.to_vec()).collect()
         };
         (payload(&frames[0]), payload(&frames[2]))

@@ -15,7 +15,9 @@ use kith_media::audio::wav::WavSource;
 use kith_media::audio_io::{DeviceChoice, Microphone};
 use kith_media::camera::{Camera, CameraChoice, CameraRequest};
 use kith_media::codec::factory;
-use kith_media::codec::{AudioCodec, AudioEncoder, VideoCodec, VideoEncoderConfig};
+use kith_media::codec::{
+    AudioCodec, AudioEncoder, EncodedVideoFrame, VideoCodec, VideoEncoderConfig,
+};
 use kith_media::frame::{AudioFrame, Channels, VideoFrame, now_us};
 use kith_media::pipeline::encoder_thread::{EncoderCommand, EncoderEvent, EncoderThread};
 use kith_media::processing::{AudioProcessor, ProcessingSettings, RenderHandle};
@@ -25,7 +27,7 @@ use rtc::rtp::packetizer::Payloader;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
-use crate::codecs::{audio_rtp_codec, video_rtp_codec};
+use crate::codecs::{VIDEO_CODECS, audio_rtp_codec, video_rtp_codec};
 use crate::error::CallError;
 use crate::media::sinks::{AudioLevel, LatestFrame, VideoSink};
 use crate::media::sources::{AudioSourceSpec, VideoSourceSpec};
@@ -72,13 +74,6 @@ pub struct SendCounters {
     /// size ladder judges a climb by.
     delta_bytes: [AtomicU64; VIDEO_CODECS.len()],
 }
-
-const VIDEO_CODECS: [VideoCodec; 4] = [
-    VideoCodec::Av1,
-    VideoCodec::Vp9,
-    VideoCodec::Vp8,
-    VideoCodec::H264,
-];
 
 impl SendCounters {
     fn count_delta_frame(&self, codec: VideoCodec, bytes: usize) {
@@ -536,38 +531,55 @@ fn apply_video_control(
     }
 }
 
+/// Splits encoded frames into RTP payloads of at most [`PAYLOAD_MTU`]:
+/// VP9 with our own payloader (see `vp9_rtp`), the others with webrtc-rs's.
+pub(crate) enum FramePayloader {
+    Vp9(Vp9Payloader),
+    Rtp(Box<dyn Payloader>),
+}
+
+impl FramePayloader {
+    pub(crate) fn new(codec: VideoCodec) -> Result<Self, rtc::shared::error::Error> {
+        Ok(match codec {
+            VideoCodec::Vp9 => Self::Vp9(Vp9Payloader::default()),
+            _ => Self::Rtp(video_rtp_codec(codec).payloader()?),
+        })
+    }
+
+    pub(crate) fn payload(
+        &mut self,
+        frame: &EncodedVideoFrame,
+    ) -> Result<Vec<Bytes>, rtc::shared::error::Error> {
+        match self {
+            Self::Vp9(vp9) => Ok(vp9.payload(
+                PAYLOAD_MTU,
+                &frame.data,
+                frame.keyframe,
+                frame.width,
+                frame.height,
+            )),
+            Self::Rtp(payloader) => payloader.payload(PAYLOAD_MTU, &frame.data),
+        }
+    }
+}
+
 fn packetize_video(
     codec: VideoCodec,
     encoded: Receiver<EncoderEvent>,
     units: UnitSender,
     counters: Arc<SendCounters>,
 ) {
-    // VP9 gets our own payloader (see `vp9_rtp`); the others webrtc-rs's.
-    let mut vp9 = Vp9Payloader::default();
-    let mut payloader = match codec {
-        VideoCodec::Vp9 => None,
-        _ => match video_rtp_codec(codec).payloader() {
-            Ok(payloader) => Some(payloader),
-            Err(err) => {
-                warn!(%err, codec = codec.sdp_name(), "no RTP payloader");
-                return;
-            }
-        },
+    let mut payloader = match FramePayloader::new(codec) {
+        Ok(payloader) => payloader,
+        Err(err) => {
+            warn!(%err, codec = codec.sdp_name(), "no RTP payloader");
+            return;
+        }
     };
     for event in encoded {
         match event {
             EncoderEvent::Frame(frame) => {
-                let payloaded = match &mut payloader {
-                    Some(payloader) => payloader.payload(PAYLOAD_MTU, &frame.data),
-                    None => Ok(vp9.payload(
-                        PAYLOAD_MTU,
-                        &frame.data,
-                        frame.keyframe,
-                        frame.width,
-                        frame.height,
-                    )),
-                };
-                let payloads = match payloaded {
+                let payloads = match payloader.payload(&frame) {
                     Ok(payloads) if !payloads.is_empty() => payloads,
                     Ok(_) => continue,
                     Err(err) => {
